@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine with Python 3.11 and make:
+#   make demo   runs the example DAGs against the local endpoints and prints each task's result
+#   make test   runs the linter and the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+UV_VERSION := 0.13.9
+BOOT := $(VENV)/.installed
+
+.PHONY: demo test lint lock clean
+
+$(BOOT): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync --quiet --python $(VENV)/bin/python requirements.lock
+	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	touch $(BOOT)
+
+demo: $(BOOT)
+	$(VENV)/bin/python scripts/demo.py
+
+lint: $(BOOT)
+	$(VENV)/bin/ruff check polysync_airflow tests example_dags scripts
+	$(VENV)/bin/ruff format --check polysync_airflow tests example_dags scripts
+
+test: lint
+	$(VENV)/bin/python -m pytest -q
+
+# Re-pin every dependency after changing pyproject.toml.
+lock: $(BOOT)
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .demo

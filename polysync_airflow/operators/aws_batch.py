@@ -1,0 +1,279 @@
+"""The AWS Batch job type: submit a job from a job definition, wait for it, report its outcome."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from polysync_airflow.hooks.aws_batch import AwsBatchHook
+from polysync_airflow.links.aws_batch import AwsBatchJobLink
+from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
+from polysync_airflow.status import RunState
+from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
+from polysync_airflow.validation import (
+    PolysyncValidationError,
+    as_bool,
+    as_int,
+    as_json,
+    as_optional_str,
+    stringify_parameters,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
+_ARN = r"arn:aws[a-z-]*:batch:[a-z0-9-]+:\d{12}"
+JOB_DEFINITION_RE = re.compile(rf"^(?:{_NAME}(?::[1-9]\d*)?|{_ARN}:job-definition/{_NAME}(?::[1-9]\d*)?)$")
+JOB_QUEUE_RE = re.compile(rf"^(?:{_NAME}|{_ARN}:job-queue/{_NAME})$")
+DEPENDENCY_TYPES = ("SEQUENTIAL", "N_TO_N")
+
+
+def new_job_name() -> str:
+    return f"Polysync-{uuid.uuid4()}"
+
+
+def validate_tags(value: Any) -> dict[str, str] | None:
+    if value is None or value == "":
+        return None
+    tags = as_json("tags", value, dict)
+    if len(tags) > 50:
+        raise PolysyncValidationError("tags", value, "at most 50 tags are allowed")
+    for key, tag_value in tags.items():
+        if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+            raise PolysyncValidationError(
+                f"tags[{key!r}]",
+                tag_value,
+                "tag keys must be 1-128 characters and must not start with 'aws:'",
+            )
+        if not isinstance(tag_value, str) or len(tag_value) > 256:
+            raise PolysyncValidationError(
+                f"tags[{key!r}]", tag_value, "tag values must be strings of at most 256 characters"
+            )
+    return tags
+
+
+def validate_depends_on(value: Any) -> list[dict[str, str]] | None:
+    if value is None or value == "":
+        return None
+    items = as_json("depends_on", value, list)
+    if len(items) > 20:
+        raise PolysyncValidationError("depends_on", value, "at most 20 dependencies are allowed")
+    result = []
+    for index, item in enumerate(items):
+        field = f"depends_on[{index}]"
+        if not isinstance(item, dict) or set(item) - {"jobId", "type"}:
+            raise PolysyncValidationError(
+                field, item, 'each dependency must be an object {"jobId": ..., "type": ...}'
+            )
+        if not isinstance(item.get("jobId"), str) or not item["jobId"]:
+            raise PolysyncValidationError(
+                f"{field}.jobId", item.get("jobId"), "must be a non-empty job id string"
+            )
+        if "type" in item and item["type"] not in DEPENDENCY_TYPES:
+            raise PolysyncValidationError(f"{field}.type", item["type"], "must be SEQUENTIAL or N_TO_N")
+        result.append(dict(item))
+    return result
+
+
+def build_submit_job_request(
+    *,
+    job_name: str,
+    job_definition: Any,
+    job_queue: Any,
+    parameters: Any = None,
+    share_identifier: Any = None,
+    scheduling_priority_override: Any = None,
+    attempt_duration_seconds: Any = None,
+    retry_attempts: Any = None,
+    array_size: Any = None,
+    tags: Any = None,
+    propagate_tags: Any = None,
+    depends_on: Any = None,
+) -> dict[str, Any]:
+    """Validate the job arguments and build SubmitJob's request; only the optional fields that are set."""
+    if not isinstance(job_definition, str) or not JOB_DEFINITION_RE.match(job_definition):
+        raise PolysyncValidationError(
+            "job_definition",
+            job_definition,
+            "must be a job definition name, name:revision (revision a positive integer) or a Batch "
+            "job-definition ARN",
+        )
+    if not job_queue:
+        raise PolysyncValidationError(
+            "job_queue",
+            job_queue,
+            "no job queue: pass job_queue= or set default_job_queue in the connection's extra",
+        )
+    if not isinstance(job_queue, str) or not JOB_QUEUE_RE.match(job_queue):
+        raise PolysyncValidationError(
+            "job_queue", job_queue, "must be a job queue name or a Batch job-queue ARN"
+        )
+    request: dict[str, Any] = {
+        "jobName": job_name,
+        "jobDefinition": job_definition,
+        "jobQueue": job_queue,
+        "parameters": stringify_parameters(parameters),
+    }
+    share = as_optional_str("share_identifier", share_identifier, max_length=255)
+    if share is not None:
+        request["shareIdentifier"] = share
+    if scheduling_priority_override not in (None, ""):
+        request["schedulingPriorityOverride"] = as_int(
+            "scheduling_priority_override", scheduling_priority_override, 0, 9999
+        )
+    if attempt_duration_seconds not in (None, ""):
+        request["timeout"] = {
+            "attemptDurationSeconds": as_int("attempt_duration_seconds", attempt_duration_seconds, 60)
+        }
+    if retry_attempts not in (None, ""):
+        request["retryStrategy"] = {"attempts": as_int("retry_attempts", retry_attempts, 1, 10)}
+    if array_size not in (None, ""):
+        request["arrayProperties"] = {"size": as_int("array_size", array_size, 2, 10000)}
+    tag_map = validate_tags(tags)
+    if tag_map is not None:
+        request["tags"] = tag_map
+    if propagate_tags not in (None, ""):
+        request["propagateTags"] = as_bool("propagate_tags", propagate_tags)
+    dependencies = validate_depends_on(depends_on)
+    if dependencies is not None:
+        request["dependsOn"] = dependencies
+    return request
+
+
+class AwsBatchJobOperator(PolysyncJobOperator):
+    """Submit an AWS Batch job from a job definition and wait for it (deferred by default).
+
+    :param job_definition: name (latest ACTIVE revision), ``name:revision`` or ARN.
+    :param job_queue: the queue; defaults to the connection's ``default_job_queue``.
+    :param parameters: values for the definition's ``Ref::name`` placeholders; sent as strings.
+    :param share_identifier: fair-share identifier (required by fair-share queues).
+    :param scheduling_priority_override: 0-9999, higher runs sooner within the share.
+    :param attempt_duration_seconds: per-attempt timeout, >= 60.
+    :param retry_attempts: Batch-level attempts, 1-10.
+    :param array_size: 2-10000; submits an array job.
+    :param tags: Batch tags, a dict of strings (or its JSON text).
+    :param propagate_tags: propagate tags to the ECS/EKS resources.
+    :param depends_on: ``[{"jobId": ..., "type": "SEQUENTIAL" | "N_TO_N"}]`` (or its JSON text).
+    :param aws_conn_id: the ``aws`` or ``polysync_aws_batch`` connection.
+    :param region_name: overrides the connection's region.
+
+    Returns (XCom) ``{run_id, status, message, exit_code, monitor_url, job_name}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "job_definition",
+        "job_queue",
+        "parameters",
+        "share_identifier",
+        "scheduling_priority_override",
+        "attempt_duration_seconds",
+        "retry_attempts",
+        "array_size",
+        "tags",
+        "propagate_tags",
+        "depends_on",
+        "region_name",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "parameters": "json",
+        "tags": "json",
+        "depends_on": "json",
+    }
+    operator_extra_links = (AwsBatchJobLink(),)
+    link_class = AwsBatchJobLink
+    ui_color = "#f4a460"
+
+    def __init__(
+        self,
+        *,
+        job_definition: str,
+        job_queue: str | None = None,
+        parameters: dict[str, Any] | str | None = None,
+        share_identifier: str | None = None,
+        scheduling_priority_override: int | str | None = None,
+        attempt_duration_seconds: int | str | None = None,
+        retry_attempts: int | str | None = None,
+        array_size: int | str | None = None,
+        tags: dict[str, str] | str | None = None,
+        propagate_tags: bool | str | None = None,
+        depends_on: list[dict[str, str]] | str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        deferrable: bool = True,
+        poll_interval: float = 30,
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            deferrable=deferrable, poll_interval=poll_interval, cancel_on_kill=cancel_on_kill, **kwargs
+        )
+        self.job_definition = job_definition
+        self.job_queue = job_queue
+        self.parameters = parameters
+        self.share_identifier = share_identifier
+        self.scheduling_priority_override = scheduling_priority_override
+        self.attempt_duration_seconds = attempt_duration_seconds
+        self.retry_attempts = retry_attempts
+        self.array_size = array_size
+        self.tags = tags
+        self.propagate_tags = propagate_tags
+        self.depends_on = depends_on
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self._request: dict[str, Any] | None = None
+
+    @cached_property
+    def hook(self) -> AwsBatchHook:
+        return AwsBatchHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name or None)
+
+    def prepare(self, context: Context) -> None:
+        self._request = build_submit_job_request(
+            job_name=new_job_name(),
+            job_definition=self.job_definition,
+            job_queue=self.job_queue or self.hook.default_job_queue,
+            parameters=self.parameters,
+            share_identifier=self.share_identifier,
+            scheduling_priority_override=self.scheduling_priority_override,
+            attempt_duration_seconds=self.attempt_duration_seconds,
+            retry_attempts=self.retry_attempts,
+            array_size=self.array_size,
+            tags=self.tags,
+            propagate_tags=self.propagate_tags,
+            depends_on=self.depends_on,
+        )
+
+    def submit(self, context: Context) -> SubmittedRun:
+        assert self._request is not None
+        self.log.info(
+            "Submitting AWS Batch job %s: definition %s, queue %s",
+            self._request["jobName"],
+            self._request["jobDefinition"],
+            self._request["jobQueue"],
+        )
+        response = self.hook.submit_job(self._request)
+        job_id = response["jobId"]
+        return SubmittedRun(
+            job_id, response.get("jobName", self._request["jobName"]), self.hook.monitor_url(job_id)
+        )
+
+    def read_state(self, run_id: str) -> RunState:
+        return self.hook.get_run_state(run_id)
+
+    def cancel(self, run_id: str) -> None:
+        self.hook.terminate_job(run_id)
+
+    def make_trigger(self, run: SubmittedRun, deadline: float | None) -> AwsBatchJobTrigger:
+        return AwsBatchJobTrigger(
+            job_id=run.run_id,
+            job_name=run.job_name,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.hook.effective_region,
+            poll_interval=self.poll_interval,
+            unknown_grace_period=self.unknown_grace_period,
+            deadline=deadline,
+            cancel_on_kill=self.cancel_on_kill,
+        )

@@ -1,0 +1,151 @@
+"""What every Polysync operator shares: submit, persist the link, defer (or poll), report the outcome."""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from polysync_airflow.links.base import PolysyncRunLink
+from polysync_airflow.polling import DEFAULT_UNKNOWN_GRACE_PERIOD, RunWatch, watch_run_sync
+from polysync_airflow.status import RunState, RunStatus
+from polysync_airflow.triggers.base import PolysyncJobTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    run_id: str
+    job_name: str
+    monitor_url: str
+
+
+class PolysyncJobOperator(BaseOperator):
+    """Base of the Batch operators. Subclasses build and submit the job; this class does the rest.
+
+    :param deferrable: wait in the triggerer (default) rather than polling in the worker.
+    :param poll_interval: seconds between two status reads.
+    :param cancel_on_kill: stop the job when the task is killed, marked failed or success, or cleared.
+    :param unknown_grace_period: seconds a job may stay unknown (for example not yet visible) before
+        the task fails.
+
+    The operator's ``execution_timeout`` also bounds a deferred run: past it the job is terminated
+    (when ``cancel_on_kill``) and the task fails.
+    """
+
+    link_class: type[PolysyncRunLink]
+
+    def __init__(
+        self,
+        *,
+        deferrable: bool = True,
+        poll_interval: float = 30,
+        cancel_on_kill: bool = True,
+        unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.cancel_on_kill = cancel_on_kill
+        self.unknown_grace_period = float(unknown_grace_period)
+        self._submitted: SubmittedRun | None = None
+        self._finished = False
+
+    # -- what a platform provides ------------------------------------------------------------------
+
+    @abstractmethod
+    def prepare(self, context: Context) -> None:
+        """Validate every argument and build the request. No request may leave the machine here."""
+
+    @abstractmethod
+    def submit(self, context: Context) -> SubmittedRun:
+        """Start the job on the platform."""
+
+    @abstractmethod
+    def read_state(self, run_id: str) -> RunState:
+        """The run's current state (sync, for ``deferrable=False``)."""
+
+    @abstractmethod
+    def cancel(self, run_id: str) -> None:
+        """Stop the run on the platform (sync)."""
+
+    @abstractmethod
+    def make_trigger(self, run: SubmittedRun, deadline: float | None) -> PolysyncJobTrigger:
+        """The trigger that waits for ``run`` in the triggerer."""
+
+    # -- the shared flow -----------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self.prepare(context)
+        run = self._submitted = self.submit(context)
+        self.log.info(
+            "Submitted run %s (job name %s). Monitor it at %s", run.run_id, run.job_name, run.monitor_url
+        )
+        self.link_class.persist(context, run.monitor_url)
+        if self.deferrable:
+            deadline = (
+                time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
+            )
+            self.defer(trigger=self.make_trigger(run, deadline), method_name="execute_complete")
+        watch = RunWatch(run.run_id, self.unknown_grace_period, self.log)
+        try:
+            state, timed_out = watch_run_sync(
+                lambda: self.read_state(run.run_id), watch, self.poll_interval, None
+            )
+        except BaseException:
+            self._cancel_after_interruption()
+            raise
+        return self._finish(state.to_event() | {"timed_out": timed_out}, run)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        monitor_url = self.link_class.stored_url(context)
+        return self._finish(event, SubmittedRun(event["run_id"], event.get("job_name") or "", monitor_url))
+
+    def _finish(self, event: dict[str, Any], run: SubmittedRun) -> dict[str, Any]:
+        """Turn the final event into the task's outcome: run info on success, an error otherwise."""
+        self._finished = True
+        status = RunStatus(event["status"])
+        message = event.get("message") or ""
+        info = {
+            "run_id": event["run_id"],
+            "status": status.value,
+            "message": message,
+            "exit_code": event.get("exit_code"),
+            "monitor_url": run.monitor_url,
+            "job_name": run.job_name,
+        }
+        where = f"(see {run.monitor_url})"
+        if event.get("exit_code") is not None and f"exit code: {event['exit_code']}" not in message.lower():
+            where = f"(exit code {event['exit_code']}; see {run.monitor_url})"
+        if status is RunStatus.SUCCESS:
+            self.log.info("Run %s succeeded: %s", run.run_id, message or "no message")
+            return info
+        if status is RunStatus.CANCELLED:
+            raise AirflowFailException(
+                f"Run {run.run_id} was cancelled: {message or 'no reason given'} {where}"
+            )
+        if event.get("timed_out"):
+            raise AirflowException(f"Run {run.run_id} timed out: {message} {where}")
+        if status is RunStatus.FAILED:
+            raise AirflowException(f"Run {run.run_id} failed: {message or 'no reason given'} {where}")
+        raise AirflowException(f"Run {run.run_id} ended with status {status.value}: {message} {where}")
+
+    def _cancel_after_interruption(self) -> None:
+        if self.cancel_on_kill and self._submitted is not None and not self._finished:
+            self._finished = True
+            self.log.info("Cancelling run %s", self._submitted.run_id)
+            try:
+                self.cancel(self._submitted.run_id)
+            except Exception as err:
+                self.log.warning("Could not cancel run %s: %s", self._submitted.run_id, err)
+
+    def on_kill(self) -> None:
+        """The worker is being killed while it polls (``deferrable=False``): stop the job too."""
+        self._cancel_after_interruption()

@@ -1,0 +1,11 @@
+"""Local endpoints for testing Polysync DAGs offline (installed with the ``test`` extra).
+
+``LocalAwsBatch`` speaks the AWS Batch REST-JSON protocol on 127.0.0.1 and really runs each job's
+command in a local process. Use it as a context manager, or through the pytest fixtures this package
+registers (``local_aws_batch``, ``polysync_aws_conn``).
+"""
+
+from polysync_airflow.testing.aws_batch import LocalAwsBatch
+from polysync_airflow.testing.runner import LocalJobRunner
+
+__all__ = ["LocalAwsBatch", "LocalJobRunner"]

@@ -1,0 +1,121 @@
+"""A loopback HTTP server base for the local endpoints: free port, background thread, request log."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(
+        cls, status: int, payload: Any, content_type: str = "application/json", **headers: str
+    ) -> Response:
+        return cls(status, json.dumps(payload).encode(), {"Content-Type": content_type, **headers})
+
+
+@dataclass
+class Request:
+    method: str
+    raw_path: str  # path and query exactly as sent, still percent-encoded
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.raw_path.partition("?")[0]
+
+    @property
+    def query(self) -> str:
+        return self.raw_path.partition("?")[2]
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"{}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        request = Request(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+        response = self.server.endpoint.dispatch(request)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        body = b"" if self.command == "HEAD" else response.body
+        if "Content-Length" not in response.headers:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    endpoint: LocalHttpEndpoint
+
+
+class LocalHttpEndpoint:
+    """Base of the local endpoints: ``with Endpoint() as ep: ep.url`` serves on 127.0.0.1."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._log_lock = threading.Lock()
+        self.requests: list[str] = []
+        """One entry per request received (operation name or ``METHOD path``), for tests."""
+        self.on_request: Callable[[str], None] | None = None
+        """Called (in the server thread) with each entry before the request is answered."""
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "endpoint not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def record(self, entry: str) -> None:
+        with self._log_lock:
+            self.requests.append(entry)
+        if self.on_request is not None:
+            self.on_request(entry)
+
+    def dispatch(self, request: Request) -> Response:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def start(self) -> LocalHttpEndpoint:
+        self._server = _Server(self._address, _Handler)
+        self._server.endpoint = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

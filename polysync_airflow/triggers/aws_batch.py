@@ -1,0 +1,64 @@
+"""The trigger that waits for an AWS Batch job in the triggerer, with a real aiobotocore client."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from polysync_airflow.hooks.aws_batch import AwsBatchHook
+from polysync_airflow.polling import DEFAULT_UNKNOWN_GRACE_PERIOD
+from polysync_airflow.status import RunState
+from polysync_airflow.triggers.base import PolysyncJobTrigger
+
+
+class AwsBatchJobTrigger(PolysyncJobTrigger):
+    """Polls DescribeJobs for one job. Serializes only the job id, connection id, region and numbers."""
+
+    def __init__(
+        self,
+        job_id: str,
+        job_name: str = "",
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        poll_interval: float = 30.0,
+        unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
+        deadline: float | None = None,
+        cancel_on_kill: bool = True,
+    ) -> None:
+        super().__init__(
+            run_id=job_id,
+            job_name=job_name,
+            poll_interval=poll_interval,
+            unknown_grace_period=unknown_grace_period,
+            deadline=deadline,
+            cancel_on_kill=cancel_on_kill,
+        )
+        self.job_id = job_id
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+                **self._common_kwargs(),
+            },
+        )
+
+    @asynccontextmanager
+    async def _open(self):
+        hook = AwsBatchHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        async with await hook.get_async_conn() as client:
+            yield client
+
+    def client(self) -> AbstractAsyncContextManager[Any]:
+        return self._open()
+
+    async def read_state(self, client: Any) -> RunState:
+        return await AwsBatchHook.aget_run_state(client, self.job_id)
+
+    async def cancel(self, client: Any) -> None:
+        await AwsBatchHook.aterminate_job(client, self.job_id)

@@ -1,0 +1,94 @@
+"""What every Polysync trigger shares: the polling loop, the deadline and cancel on user action."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from polysync_airflow.polling import DEFAULT_UNKNOWN_GRACE_PERIOD, RunWatch, watch_run_async
+from polysync_airflow.status import RunState
+
+CANCEL_TIMEOUT_SECONDS = 20.0  # inside the triggerer's own on_kill_timeout (30 s by default)
+
+
+class PolysyncJobTrigger(BaseTrigger):
+    """Polls one Batch run until it ends, then fires one event with its :class:`RunState`.
+
+    The deadline is part of the trigger (epoch seconds) rather than ``defer(timeout=...)``, so a run that
+    overstays is terminated and reported instead of being abandoned: Airflow's defer timeout fails the
+    task without calling ``on_kill``.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        job_name: str = "",
+        poll_interval: float = 30.0,
+        unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
+        deadline: float | None = None,
+        cancel_on_kill: bool = True,
+    ) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.job_name = job_name
+        self.poll_interval = float(poll_interval)
+        self.unknown_grace_period = float(unknown_grace_period)
+        self.deadline = deadline
+        self.cancel_on_kill = cancel_on_kill
+        self._reported = False
+
+    def _common_kwargs(self) -> dict[str, Any]:
+        return {
+            "job_name": self.job_name,
+            "poll_interval": self.poll_interval,
+            "unknown_grace_period": self.unknown_grace_period,
+            "deadline": self.deadline,
+            "cancel_on_kill": self.cancel_on_kill,
+        }
+
+    @abstractmethod
+    def client(self) -> AbstractAsyncContextManager[Any]:
+        """An async client of the platform, open for the trigger's whole life."""
+
+    @abstractmethod
+    async def read_state(self, client: Any) -> RunState:
+        """The run's current state, in one call to the platform."""
+
+    @abstractmethod
+    async def cancel(self, client: Any) -> None:
+        """Stop the run on the platform."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async with self.client() as client:
+            watch = RunWatch(self.run_id, self.unknown_grace_period, self.log)
+            state, timed_out = await watch_run_async(
+                lambda: self.read_state(client), watch, self.poll_interval, self.deadline
+            )
+            if timed_out and self.cancel_on_kill:
+                await self._cancel_quietly(client)
+        self._reported = True  # before yielding: the triggerer may never resume us
+        yield TriggerEvent({**state.to_event(), "job_name": self.job_name, "timed_out": timed_out})
+
+    async def on_kill(self) -> None:
+        """The user marked the task failed or success, or cleared it: stop the run (never raises)."""
+        if not self.cancel_on_kill or self._reported:
+            return
+        self.log.info("Task was stopped by a user; cancelling run %s", self.run_id)
+        try:
+            async with self.client() as client:
+                await self._cancel_quietly(client)
+        except Exception as err:
+            self.log.warning("Could not open a client to cancel run %s: %s", self.run_id, err)
+
+    async def _cancel_quietly(self, client: Any) -> None:
+        try:
+            await asyncio.wait_for(self.cancel(client), CANCEL_TIMEOUT_SECONDS)
+            self.log.info("Cancel requested for run %s", self.run_id)
+        except Exception as err:
+            self.log.warning("Could not cancel run %s: %s", self.run_id, err)

@@ -1,0 +1,22 @@
+"""Building one-task DAGs for ``dag.test()`` in tests."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import DAG
+
+from polysync_airflow.testing.dags import run_dag
+
+_ids = itertools.count()
+
+
+def run_single_task(operator_class: type, **kwargs: Any):
+    """Run a DAG holding one ``operator_class(task_id="job", **kwargs)``; returns (dag_run, task_instance)."""
+    dag_id = f"test_{operator_class.__name__.lower()}_{next(_ids)}"
+    with DAG(dag_id=dag_id, schedule=None, start_date=datetime(2026, 1, 1), catchup=False) as dag:
+        operator_class(task_id="job", **kwargs)
+    dag_run = run_dag(dag)
+    return dag_run, dag_run.get_task_instance("job")
