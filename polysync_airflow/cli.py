@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import keyword
 import re
@@ -59,7 +60,8 @@ def render_aws_dag(definitions: Sequence[JobDefinitionInfo], conn_id: str, dag_i
 
 def _discover_aws(args: argparse.Namespace) -> int:
     hook = AwsBatchHook(aws_conn_id=args.conn_id, region_name=args.region)
-    definitions = hook.list_job_definitions()
+    with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout; keep it for our output
+        definitions = hook.list_job_definitions()
     if args.json:
         print(json.dumps([asdict(d) for d in definitions], indent=2))
     else:

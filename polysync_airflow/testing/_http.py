@@ -44,6 +44,7 @@ class Request:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # one small write per response part; avoid 40 ms delayed-ACK stalls
     server: _Server
 
     def _handle(self) -> None:

@@ -559,6 +559,8 @@ class LocalAwsBatch(LocalHttpEndpoint):
         self._set(job, "PENDING")
         if not self._dependencies_done(job):
             return self._set(job, "FAILED", REASON_DEPENDENCY)
+        if self._wait(job, self.step_seconds):
+            return self._set(job, "FAILED")
         if job.children:
             return self._run_array(job)
         self._run_attempts(job)

@@ -1,0 +1,171 @@
+"""moto as an independent oracle: the same boto3 calls against moto and against our local endpoint must
+give the same response shapes and error codes, wherever moto implements the operation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+COMMAND = ["/bin/sh", "-c", "echo Ref::message"]
+
+
+@pytest.fixture(scope="module")
+def moto_batch() -> Iterator:
+    from moto.core.config import default_user_config
+    from moto.server import ThreadedMotoServer
+
+    default_user_config["batch"] = {"use_docker": False}
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    iam = boto3.client("iam", endpoint_url=url, **CREDENTIALS)
+    batch = boto3.client("batch", endpoint_url=url, **CREDENTIALS)
+    role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    batch.create_compute_environment(
+        computeEnvironmentName="local", type="UNMANAGED", state="ENABLED", serviceRole=role
+    )
+    batch.create_job_queue(
+        jobQueueName="polysync-default",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "local"}],
+    )
+    batch.register_job_definition(
+        jobDefinitionName="polysync-job",
+        type="container",
+        parameters={"message": "hello"},
+        containerProperties={"image": "busybox", "command": COMMAND, "vcpus": 1, "memory": 512},
+    )
+    yield batch
+    server.stop()
+
+
+@pytest.fixture
+def ours(local_aws_batch):
+    return boto3.client("batch", endpoint_url=local_aws_batch.url, **CREDENTIALS)
+
+
+def shape(response: dict) -> set[str]:
+    return set(response) - {"ResponseMetadata"}
+
+
+def error_of(call) -> tuple[str, str, int]:
+    with pytest.raises(ClientError) as err:
+        call()
+    error = err.value.response["Error"]
+    return error["Code"], error["Message"], err.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def submit(client, **extra):
+    return client.submit_job(
+        jobName="Polysync-oracle",
+        jobDefinition="polysync-job",
+        jobQueue="polysync-default",
+        parameters={"message": "hi"},
+        **extra,
+    )
+
+
+def finished(client, job_id: str) -> dict:
+    for _ in range(200):
+        job = client.describe_jobs(jobs=[job_id])["jobs"][0]
+        if job["status"] in ("SUCCEEDED", "FAILED"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"{job_id} did not finish")
+
+
+def test_submit_job_response(moto_batch, ours):
+    assert shape(submit(moto_batch)) == shape(submit(ours)) == {"jobArn", "jobName", "jobId"}
+
+
+def test_describe_jobs_detail_has_every_field_moto_returns(moto_batch, ours):
+    theirs = finished(moto_batch, submit(moto_batch, tags={"a": "b"}, dependsOn=[])["jobId"])
+    mine = finished(ours, submit(ours, tags={"a": "b"}, dependsOn=[])["jobId"])
+    assert theirs["status"] == mine["status"] == "SUCCEEDED"
+    assert set(theirs) - set(mine) == set(), set(theirs) - set(mine)
+    for key in ("jobQueue", "jobDefinition", "jobArn"):
+        assert mine[key].split(":")[:3] == theirs[key].split(":")[:3]  # ARNs, as moto returns them
+    assert set(theirs["container"]) & {"command", "logStreamName"} <= set(mine["container"])
+    assert mine["parameters"]["message"] == theirs["parameters"]["message"] == "hi"  # merged over defaults
+
+
+def test_describe_jobs_unknown_ids_are_left_out(moto_batch, ours):
+    assert moto_batch.describe_jobs(jobs=["nope"])["jobs"] == ours.describe_jobs(jobs=["nope"])["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"jobQueue": "no-such-queue"}, "ClientException"),
+        ({"jobDefinition": "no-such-definition"}, "ClientException"),
+        ({"jobDefinition": "polysync-job:99"}, "ClientException"),
+    ],
+)
+def test_submit_errors_match(moto_batch, ours, kwargs, code):
+    request = {
+        "jobName": "Polysync-x",
+        "jobDefinition": "polysync-job",
+        "jobQueue": "polysync-default",
+        **kwargs,
+    }
+    theirs = error_of(lambda: moto_batch.submit_job(**request))
+    mine = error_of(lambda: ours.submit_job(**request))
+    assert theirs == mine
+    assert mine[0] == code
+
+
+def test_terminate_job_errors_and_shapes_match(moto_batch, ours):
+    assert error_of(lambda: moto_batch.terminate_job(jobId="x", reason=""))[0] == "ClientException"
+    assert error_of(lambda: ours.terminate_job(jobId="x", reason=""))[0] == "ClientException"
+    assert shape(moto_batch.terminate_job(jobId="unknown", reason="r")) == shape(
+        ours.terminate_job(jobId="unknown", reason="r")
+    )
+
+
+def test_list_jobs_by_name_shapes_match(moto_batch, ours):
+    finished(moto_batch, submit(moto_batch)["jobId"])
+    finished(ours, submit(ours)["jobId"])
+    request = {
+        "jobQueue": "polysync-default",
+        "filters": [{"name": "JOB_NAME", "values": ["polysync-ORACLE"]}],
+    }
+    theirs = moto_batch.list_jobs(**request)["jobSummaryList"]
+    mine = ours.list_jobs(**request)["jobSummaryList"]
+    assert theirs and mine  # exact, case-insensitive name match on both
+    assert set(theirs[0]) - set(mine[0]) == set()
+    assert error_of(lambda: moto_batch.list_jobs(jobQueue="nope")) == error_of(
+        lambda: ours.list_jobs(jobQueue="nope")
+    )
+
+
+def test_describe_job_definitions_shapes_match(moto_batch, ours):
+    theirs = moto_batch.describe_job_definitions(status="ACTIVE", jobDefinitionName="polysync-job")
+    mine = ours.describe_job_definitions(status="ACTIVE", jobDefinitionName="polysync-job")
+    assert shape(theirs) == shape(mine) == {"jobDefinitions"}
+    missing = set(theirs["jobDefinitions"][0]) - set(mine["jobDefinitions"][0])
+    assert missing == set(), missing
+    assert {"command", "image"} <= set(mine["jobDefinitions"][0]["containerProperties"])
+
+
+def test_register_job_definition_shapes_match(moto_batch, ours):
+    request = {
+        "jobDefinitionName": "oracle-def",
+        "type": "container",
+        "containerProperties": {"image": "busybox", "command": ["true"], "vcpus": 1, "memory": 128},
+    }
+    theirs, mine = moto_batch.register_job_definition(**request), ours.register_job_definition(**request)
+    assert shape(theirs) == shape(mine) == {"jobDefinitionName", "jobDefinitionArn", "revision"}
+    assert theirs["revision"] == mine["revision"] == 1
+
+
+def test_describe_job_queues_shapes_match(moto_batch, ours):
+    theirs = moto_batch.describe_job_queues(jobQueues=["polysync-default"])["jobQueues"][0]
+    mine = ours.describe_job_queues(jobQueues=["polysync-default"])["jobQueues"][0]
+    assert set(theirs) - set(mine) == set(), set(theirs) - set(mine)
