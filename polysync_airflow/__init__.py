@@ -2,7 +2,7 @@
 
 Everything a DAG needs is importable from here::
 
-    from polysync_airflow import AwsBatchJobOperator, RunStatus
+    from polysync_airflow import AwsBatchJobOperator, AzureBatchJobOperator, RunStatus
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ _EXPORTS = {
     "AwsBatchJobOperator": "polysync_airflow.operators.aws_batch",
     "AwsBatchJobTrigger": "polysync_airflow.triggers.aws_batch",
     "AwsBatchJobLink": "polysync_airflow.links.aws_batch",
+    "AzureBatchHook": "polysync_airflow.hooks.azure_batch",
+    "AzureBatchJobOperator": "polysync_airflow.operators.azure_batch",
+    "AzureBatchJobTrigger": "polysync_airflow.triggers.azure_batch",
+    "AzureBatchJobLink": "polysync_airflow.links.azure_batch",
 }
 
 __all__ = [
@@ -28,6 +32,10 @@ __all__ = [
     "AwsBatchJobLink",
     "AwsBatchJobOperator",
     "AwsBatchJobTrigger",
+    "AzureBatchHook",
+    "AzureBatchJobLink",
+    "AzureBatchJobOperator",
+    "AzureBatchJobTrigger",
     "PolysyncValidationError",
     "RunState",
     "RunStatus",
@@ -36,10 +44,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from polysync_airflow.hooks.aws_batch import AwsBatchHook
+    from polysync_airflow.hooks.azure_batch import AzureBatchHook
     from polysync_airflow.links.aws_batch import AwsBatchJobLink
+    from polysync_airflow.links.azure_batch import AzureBatchJobLink
     from polysync_airflow.operators.aws_batch import AwsBatchJobOperator
+    from polysync_airflow.operators.azure_batch import AzureBatchJobOperator
     from polysync_airflow.status import RunState, RunStatus
     from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
+    from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
     from polysync_airflow.validation import PolysyncValidationError
 
 

@@ -6,18 +6,16 @@ from typing import Any
 
 from polysync_airflow.version import __version__
 
-_LINK_TEMPLATE_FIELD = {
-    "label": "Monitor link template",
-    "description": "Optional URL of a job's console page. Placeholders: {region} and {job_id}.",
-    "schema": {"type": ["string", "null"]},
-}
+
+def _text_field(label: str, description: str) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": ["string", "null"]}}
 
 
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "polysync-airflow",
         "name": "Polysync",
-        "description": "Run Polysync jobs on AWS Batch from Apache Airflow 3: deferrable operators, "
+        "description": "Run Polysync jobs on AWS Batch and Azure Batch from Apache Airflow 3: deferrable operators, "
         "triggers, connection hooks and run links.",
         "version": __version__,
         "integrations": [
@@ -25,6 +23,11 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Polysync AWS Batch",
                 "external-doc-url": "https://docs.aws.amazon.com/batch/",
                 "tags": ["aws"],
+            },
+            {
+                "integration-name": "Polysync Azure Batch",
+                "external-doc-url": "https://learn.microsoft.com/azure/batch/",
+                "tags": ["azure"],
             },
         ],
         "operators": [
@@ -45,7 +48,10 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["polysync_airflow.triggers.aws_batch"],
             },
         ],
-        "extra-links": ["polysync_airflow.links.aws_batch.AwsBatchJobLink"],
+        "extra-links": [
+            "polysync_airflow.links.aws_batch.AwsBatchJobLink",
+            "polysync_airflow.links.azure_batch.AzureBatchJobLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "polysync_aws_batch",
@@ -60,17 +66,42 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
                 "conn-fields": {
-                    "default_job_queue": {
-                        "label": "Default job queue",
-                        "description": "Queue used when the operator sets no job_queue (name or ARN).",
-                        "schema": {"type": ["string", "null"]},
+                    "default_job_queue": _text_field(
+                        "Default job queue", "Queue used when the operator sets no job_queue (name or ARN)."
+                    ),
+                    "monitor_link_template": _text_field(
+                        "Monitor link template",
+                        "Optional URL of a job's console page; placeholders {region}, {job_id}.",
+                    ),
+                    "region_name": _text_field("Region", "AWS region of the Batch queues, e.g. eu-west-1."),
+                },
+            },
+            {
+                "connection-type": "polysync_azure_batch",
+                "hook-class-name": "polysync_airflow.hooks.azure_batch.AzureBatchHook",
+                "hook-name": "Polysync Azure Batch",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "port"],
+                    "relabeling": {"login": "Batch Account Name", "password": "Batch Account Access Key"},
+                    "placeholders": {
+                        "password": "leave empty to use Microsoft Entra ID (managed or workload identity)",
                     },
-                    "monitor_link_template": _LINK_TEMPLATE_FIELD,
-                    "region_name": {
-                        "label": "Region",
-                        "description": "AWS region of the Batch queues, e.g. eu-west-1.",
-                        "schema": {"type": ["string", "null"]},
-                    },
+                },
+                "conn-fields": {
+                    "account_url": _text_field("Batch Account URL", "e.g. https://<account>.<region>.batch.azure.com"),
+                    "subscription_id": _text_field("Subscription ID", "For the Azure portal link of each job."),
+                    "resource_group": _text_field("Resource group", "For the Azure portal link of each job."),
+                    "monitor_link_template": _text_field(
+                        "Monitor link template",
+                        "Optional URL of a job's page; placeholders {subscription_id}, {resource_group}, "
+                        "{account}, {job_id}.",
+                    ),
+                    "managed_identity_client_id": _text_field(
+                        "Managed Identity Client ID", "Entra ID: the user-assigned managed identity to use."
+                    ),
+                    "workload_identity_tenant_id": _text_field(
+                        "Workload Identity Tenant ID", "Entra ID: the tenant of the workload identity."
+                    ),
                 },
             },
         ],

@@ -34,9 +34,7 @@ class RunWatch:
         if seen != self._last_seen:
             self._last_seen = seen
             detail = f": {state.message}" if state.message else ""
-            self.log.info(
-                "Run %s is %s (%s)%s", self.run_id, state.native_status or "not found", state.status, detail
-            )
+            self.log.info("Run %s is %s (%s)%s", self.run_id, state.native_status or "not found", state.status, detail)
         if state.status.is_terminal:
             return state
         if state.status is not RunStatus.UNKNOWN:

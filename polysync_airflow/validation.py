@@ -66,9 +66,7 @@ def as_json(field: str, value: Any, kind: type[dict] | type[list]) -> Any:
         try:
             value = json.loads(value)
         except ValueError as err:
-            raise PolysyncValidationError(
-                field, value, f"must be {label}; the text is not JSON ({err})"
-            ) from None
+            raise PolysyncValidationError(field, value, f"must be {label}; the text is not JSON ({err})") from None
     if not isinstance(value, kind):
         raise PolysyncValidationError(field, value, f"must be {label}")
     return value

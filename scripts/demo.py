@@ -1,14 +1,14 @@
 """The demo: run the example DAGs against the local endpoints and print each task's result.
 
-Everything is local: a throw-away AIRFLOW_HOME under .demo/, a local AWS Batch endpoint on 127.0.0.1
-that really runs each job's command, and ``dag.test()`` (operator, trigger and resume in one process).
+Everything is local: a throw-away AIRFLOW_HOME under .demo/, a local AWS Batch endpoint and a local
+Azure Batch service on 127.0.0.1 that really run each job's command, and ``dag.test()`` (operator,
+trigger and resume in one process).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".demo" / "airflow-home"
 LOG = ROOT / ".demo" / "airflow.log"
-DAG_IDS = ["polysync_aws_batch_job"]
+DAG_IDS = ["polysync_aws_batch_job", "polysync_azure_batch_job"]
+LINK_KEYS = {"polysync_aws_batch_job": "_link_AwsBatchJobLink", "polysync_azure_batch_job": "_link_AzureBatchJobLink"}
 
 
 def _prepare_airflow_home() -> None:
@@ -27,7 +28,6 @@ def _prepare_airflow_home() -> None:
         AIRFLOW_HOME=str(HOME),
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "example_dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
         POLYSYNC_EXAMPLE_POLL_INTERVAL="0.5",
     )
 
@@ -57,22 +57,22 @@ def main() -> int:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db
 
-    from polysync_airflow.testing import LocalAwsBatch
-    from polysync_airflow.testing.connections import aws_connection_env
+    from polysync_airflow.testing import LocalAwsBatch, LocalAzureBatch
+    from polysync_airflow.testing.connections import aws_connection_env, azure_connection_env
 
     print(f"Airflow {airflow.__version__}, AIRFLOW_HOME={HOME}; task and trigger logs go to {LOG}")
     with _output_to(LOG):
         settings.configure_orm()
         db.resetdb()
-    logging.getLogger().setLevel(logging.WARNING)
 
     dagbag = DagBag(dag_folder=str(ROOT / "example_dags"))
     if dagbag.import_errors:
         print(f"example DAGs failed to import: {dagbag.import_errors}")
         return 1
     failures = 0
-    with LocalAwsBatch() as aws:
+    with LocalAwsBatch() as aws, LocalAzureBatch() as azure:
         os.environ.update(aws_connection_env("aws_default", aws))
+        os.environ.update(azure_connection_env("azure_batch_default", azure))
         for dag_id in DAG_IDS:
             dag = dagbag.get_dag(dag_id)
             with _output_to(LOG):
@@ -80,7 +80,7 @@ def main() -> int:
             print(f"\nDAG {dag_id}: {run.state}")
             for ti in sorted(run.get_task_instances(), key=lambda t: t.start_date or t.end_date):
                 info = ti.xcom_pull(task_ids=ti.task_id) or {}
-                link = ti.xcom_pull(task_ids=ti.task_id, key="_link_AwsBatchJobLink")
+                link = ti.xcom_pull(task_ids=ti.task_id, key=LINK_KEYS[dag_id])
                 print(f"  task {ti.task_id}: {ti.state}")
                 print(f"    run id:       {info.get('run_id', '-')}")
                 print(f"    status:       {info.get('status', '-')}")
@@ -88,7 +88,10 @@ def main() -> int:
                 print(f"    exit code:    {info.get('exit_code', '-')}")
                 print(f"    monitor link: {link or '-'}")
                 if info.get("run_id"):
-                    stdout, _ = aws.job_output(info["run_id"])
+                    if dag_id == "polysync_aws_batch_job":
+                        stdout, _ = aws.job_output(info["run_id"])
+                    else:
+                        stdout, _ = azure.task_output(*info["run_id"].split("/"))
                     print(f"    job output:   {json.dumps(stdout.strip())}")
             failures += run.state != "success"
     print("\ndemo:", "all DAG runs succeeded" if not failures else f"{failures} DAG run(s) failed; see {LOG}")

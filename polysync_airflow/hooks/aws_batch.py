@@ -83,9 +83,7 @@ class AwsBatchHook(AwsBaseHook):
     conn_type = "polysync_aws_batch"
     hook_name = "Polysync AWS Batch"
 
-    def __init__(
-        self, aws_conn_id: str | None = default_conn_name, region_name: str | None = None, **kwargs: Any
-    ):
+    def __init__(self, aws_conn_id: str | None = default_conn_name, region_name: str | None = None, **kwargs: Any):
         kwargs.setdefault("client_type", "batch")
         super().__init__(aws_conn_id=aws_conn_id, region_name=region_name, **kwargs)
 
@@ -93,9 +91,7 @@ class AwsBatchHook(AwsBaseHook):
     def conn_config(self) -> AwsConnectionWrapper:
         # The base hook warns about any connection type but "aws"; ours is an aws connection too.
         with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message=".*expected connection type 'aws'", category=UserWarning
-            )
+            warnings.filterwarnings("ignore", message=".*expected connection type 'aws'", category=UserWarning)
             return super().conn_config
 
     def _setting(self, name: str) -> str | None:

@@ -66,13 +66,9 @@ def validate_depends_on(value: Any) -> list[dict[str, str]] | None:
     for index, item in enumerate(items):
         field = f"depends_on[{index}]"
         if not isinstance(item, dict) or set(item) - {"jobId", "type"}:
-            raise PolysyncValidationError(
-                field, item, 'each dependency must be an object {"jobId": ..., "type": ...}'
-            )
+            raise PolysyncValidationError(field, item, 'each dependency must be an object {"jobId": ..., "type": ...}')
         if not isinstance(item.get("jobId"), str) or not item["jobId"]:
-            raise PolysyncValidationError(
-                f"{field}.jobId", item.get("jobId"), "must be a non-empty job id string"
-            )
+            raise PolysyncValidationError(f"{field}.jobId", item.get("jobId"), "must be a non-empty job id string")
         if "type" in item and item["type"] not in DEPENDENCY_TYPES:
             raise PolysyncValidationError(f"{field}.type", item["type"], "must be SEQUENTIAL or N_TO_N")
         result.append(dict(item))
@@ -99,8 +95,7 @@ def build_submit_job_request(
         raise PolysyncValidationError(
             "job_definition",
             job_definition,
-            "must be a job definition name, name:revision (revision a positive integer) or a Batch "
-            "job-definition ARN",
+            "must be a job definition name, name:revision (revision a positive integer) or a Batch job-definition ARN",
         )
     if not job_queue:
         raise PolysyncValidationError(
@@ -109,9 +104,7 @@ def build_submit_job_request(
             "no job queue: pass job_queue= or set default_job_queue in the connection's extra",
         )
     if not isinstance(job_queue, str) or not JOB_QUEUE_RE.match(job_queue):
-        raise PolysyncValidationError(
-            "job_queue", job_queue, "must be a job queue name or a Batch job-queue ARN"
-        )
+        raise PolysyncValidationError("job_queue", job_queue, "must be a job queue name or a Batch job-queue ARN")
     request: dict[str, Any] = {
         "jobName": job_name,
         "jobDefinition": job_definition,
@@ -208,9 +201,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            deferrable=deferrable, poll_interval=poll_interval, cancel_on_kill=cancel_on_kill, **kwargs
-        )
+        super().__init__(deferrable=deferrable, poll_interval=poll_interval, cancel_on_kill=cancel_on_kill, **kwargs)
         self.job_definition = job_definition
         self.job_queue = job_queue
         self.parameters = parameters
@@ -256,9 +247,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         )
         response = self.hook.submit_job(self._request)
         job_id = response["jobId"]
-        return SubmittedRun(
-            job_id, response.get("jobName", self._request["jobName"]), self.hook.monitor_url(job_id)
-        )
+        return SubmittedRun(job_id, response.get("jobName", self._request["jobName"]), self.hook.monitor_url(job_id))
 
     def read_state(self, run_id: str) -> RunState:
         return self.hook.get_run_state(run_id)

@@ -76,6 +76,9 @@ class PolysyncJobOperator(BaseOperator):
     def cancel(self, run_id: str) -> None:
         """Stop the run on the platform (sync)."""
 
+    def report_failure(self, run_id: str) -> None:
+        """Log what the platform can tell about a failed run (e.g. the end of its error output)."""
+
     @abstractmethod
     def make_trigger(self, run: SubmittedRun, deadline: float | None) -> PolysyncJobTrigger:
         """The trigger that waits for ``run`` in the triggerer."""
@@ -85,20 +88,14 @@ class PolysyncJobOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self.prepare(context)
         run = self._submitted = self.submit(context)
-        self.log.info(
-            "Submitted run %s (job name %s). Monitor it at %s", run.run_id, run.job_name, run.monitor_url
-        )
+        self.log.info("Submitted run %s (job name %s). Monitor it at %s", run.run_id, run.job_name, run.monitor_url)
         self.link_class.persist(context, run.monitor_url)
         if self.deferrable:
-            deadline = (
-                time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
-            )
+            deadline = time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
             self.defer(trigger=self.make_trigger(run, deadline), method_name="execute_complete")
         watch = RunWatch(run.run_id, self.unknown_grace_period, self.log)
         try:
-            state, timed_out = watch_run_sync(
-                lambda: self.read_state(run.run_id), watch, self.poll_interval, None
-            )
+            state, timed_out = watch_run_sync(lambda: self.read_state(run.run_id), watch, self.poll_interval, None)
         except BaseException:
             self._cancel_after_interruption()
             raise
@@ -127,10 +124,10 @@ class PolysyncJobOperator(BaseOperator):
         if status is RunStatus.SUCCESS:
             self.log.info("Run %s succeeded: %s", run.run_id, message or "no message")
             return info
+        if status is RunStatus.FAILED:
+            self.report_failure(run.run_id)
         if status is RunStatus.CANCELLED:
-            raise AirflowFailException(
-                f"Run {run.run_id} was cancelled: {message or 'no reason given'} {where}"
-            )
+            raise AirflowFailException(f"Run {run.run_id} was cancelled: {message or 'no reason given'} {where}")
         if event.get("timed_out"):
             raise AirflowException(f"Run {run.run_id} timed out: {message} {where}")
         if status is RunStatus.FAILED:

@@ -1,11 +1,13 @@
 """Local endpoints for testing Polysync DAGs offline (installed with the ``test`` extra).
 
 ``LocalAwsBatch`` speaks the AWS Batch REST-JSON protocol on 127.0.0.1 and really runs each job's
-command in a local process. Use it as a context manager, or through the pytest fixtures this package
-registers (``local_aws_batch``, ``polysync_aws_conn``).
+command in a local process; ``LocalAzureBatch`` speaks the Azure Batch REST API (SharedKey-checked) and
+runs each task's command line. Use them as context managers, or through the pytest fixtures this package
+registers (``local_aws_batch``, ``polysync_aws_conn``, ``local_azure_batch``, ``polysync_azure_conn``).
 """
 
 from polysync_airflow.testing.aws_batch import LocalAwsBatch
+from polysync_airflow.testing.azure_batch import LocalAzureBatch
 from polysync_airflow.testing.runner import LocalJobRunner
 
-__all__ = ["LocalAwsBatch", "LocalJobRunner"]
+__all__ = ["LocalAwsBatch", "LocalAzureBatch", "LocalJobRunner"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +18,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(
-        cls, status: int, payload: Any, content_type: str = "application/json", **headers: str
-    ) -> Response:
+    def json(cls, status: int, payload: Any, content_type: str = "application/json", **headers: str) -> Response:
         return cls(status, json.dumps(payload).encode(), {"Content-Type": content_type, **headers})
 
 
@@ -50,7 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         request = Request(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
-        response = self.server.endpoint.dispatch(request)
+        response = self.server.endpoint.injected_fault(request) or self.server.endpoint.dispatch(request)
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -82,6 +81,7 @@ class LocalHttpEndpoint:
         self._log_lock = threading.Lock()
         self.requests: list[str] = []
         """One entry per request received (operation name or ``METHOD path``), for tests."""
+        self._faults: list[tuple[str, re.Pattern[str], Response]] = []
         self.on_request: Callable[[str], None] | None = None
         """Called (in the server thread) with each entry before the request is answered."""
 
@@ -97,15 +97,28 @@ class LocalHttpEndpoint:
         if self.on_request is not None:
             self.on_request(entry)
 
+    def fail_next(self, method: str, path_pattern: str, response: Response) -> None:
+        """Answer the next ``method`` request whose path matches ``path_pattern`` (a regex) with ``response``."""
+        with self._log_lock:
+            self._faults.append((method, re.compile(path_pattern), response))
+
+    def injected_fault(self, request: Request) -> Response | None:
+        with self._log_lock:
+            for fault in self._faults:
+                method, pattern, response = fault
+                if request.method == method and pattern.search(request.path):
+                    self._faults.remove(fault)
+                    self.requests.append(f"{method} {request.path} (injected {response.status})")
+                    return response
+        return None
+
     def dispatch(self, request: Request) -> Response:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def start(self) -> LocalHttpEndpoint:
         self._server = _Server(self._address, _Handler)
         self._server.endpoint = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=type(self).__name__, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 

@@ -221,15 +221,11 @@ def substitute(command: list[str], parameters: dict[str, str]) -> list[str]:
 _PAGE_KEY = "polysync-local"
 
 
-def _page(
-    items: list[Any], max_results: int | None, token: str | None, default: int
-) -> tuple[list[Any], str | None]:
+def _page(items: list[Any], max_results: int | None, token: str | None, default: int) -> tuple[list[Any], str | None]:
     start = int(base64.urlsafe_b64decode(token.encode()).decode().split(":")[1]) if token else 0
     size = max_results or default
     end = start + size
-    next_token = (
-        base64.urlsafe_b64encode(f"{_PAGE_KEY}:{end}".encode()).decode() if end < len(items) else None
-    )
+    next_token = base64.urlsafe_b64encode(f"{_PAGE_KEY}:{end}".encode()).decode() if end < len(items) else None
     return items[start:end], next_token
 
 
@@ -311,9 +307,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
         handler = self._operations.get(operation) if request.method == "POST" else None
         self.record(operation)
         if handler is None:
-            return self._error(
-                404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}"
-            )
+            return self._error(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
         try:
             return Response.json(200, handler(request.json()))
         except ClientException as exc:
@@ -352,9 +346,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
             parent_id, _, index = job_id.partition(":")
             job = self.jobs.get(parent_id)
             if job is not None and index:
-                return (
-                    job.children[int(index)] if index.isdigit() and int(index) < len(job.children) else None
-                )
+                return job.children[int(index)] if index.isdigit() and int(index) < len(job.children) else None
             return job
 
     # -- operations ------------------------------------------------------------------------------
@@ -442,8 +434,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
                 job
                 for job in jobs
                 if any(
-                    job.name.lower().startswith(p[:-1]) if p.endswith("*") else job.name.lower() == p
-                    for p in patterns
+                    job.name.lower().startswith(p[:-1]) if p.endswith("*") else job.name.lower() == p for p in patterns
                 )
             ]
         else:
@@ -461,9 +452,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
             found = list(self.definitions)
         if body.get("jobDefinitions"):
             wanted = body["jobDefinitions"]
-            found = [
-                d for d in found if d.arn in wanted or d.name in wanted or f"{d.name}:{d.revision}" in wanted
-            ]
+            found = [d for d in found if d.arn in wanted or d.name in wanted or f"{d.name}:{d.revision}" in wanted]
         if body.get("jobDefinitionName"):
             found = [d for d in found if d.name == body["jobDefinitionName"]]
         if body.get("status"):
@@ -626,9 +615,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
             with self._lock:
                 job.exit_code = outcome.exit_code
                 reason = (
-                    job.status_reason
-                    if outcome.killed
-                    else (REASON_TIMEOUT if outcome.timed_out else REASON_EXITED)
+                    job.status_reason if outcome.killed else (REASON_TIMEOUT if outcome.timed_out else REASON_EXITED)
                 )
                 job.attempts.append(
                     {
@@ -664,8 +651,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
         """(stdout, stderr) of a job's last attempt."""
         run_dir = self.runner.run_dir(job_id)
         return tuple(  # type: ignore[return-value]
-            (run_dir / name).read_text() if (run_dir / name).exists() else ""
-            for name in ("stdout.txt", "stderr.txt")
+            (run_dir / name).read_text() if (run_dir / name).exists() else "" for name in ("stdout.txt", "stderr.txt")
         )
 
     def stop(self) -> None:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from polysync_airflow.testing.aws_batch import LocalAwsBatch
+from polysync_airflow.testing.azure_batch import LocalAzureBatch
 
 
 def conn_env_name(conn_id: str) -> str:
@@ -29,3 +30,20 @@ def aws_connection(
 
 def aws_connection_env(conn_id: str, endpoint: LocalAwsBatch, **kwargs: Any) -> dict[str, str]:
     return {conn_env_name(conn_id): json.dumps(aws_connection(endpoint, **kwargs))}
+
+
+def azure_connection(
+    endpoint: LocalAzureBatch, key: str | None = None, conn_type: str = "azure_batch", **extra: Any
+) -> dict[str, Any]:
+    """An ``azure_batch`` connection (account name, key, account URL and link settings) for the local service."""
+    settings: dict[str, Any] = {
+        "account_url": endpoint.url,
+        "subscription_id": "00000000-0000-0000-0000-000000000000",
+        "resource_group": "polysync-local",
+        **extra,
+    }
+    return {"conn_type": conn_type, "login": endpoint.account, "password": key or endpoint.key, "extra": settings}
+
+
+def azure_connection_env(conn_id: str, endpoint: LocalAzureBatch, **kwargs: Any) -> dict[str, str]:
+    return {conn_env_name(conn_id): json.dumps(azure_connection(endpoint, **kwargs))}

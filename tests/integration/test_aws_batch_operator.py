@@ -21,9 +21,7 @@ def submitted_jobs(endpoint):
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
-def test_success_returns_the_run_info_and_persists_the_link(
-    deferrable, local_aws_batch, polysync_aws_conn, capsys
-):
+def test_success_returns_the_run_info_and_persists_the_link(deferrable, local_aws_batch, polysync_aws_conn, capsys):
     dag_run, ti = run_single_task(
         AwsBatchJobOperator,
         job_definition="polysync-job",
@@ -53,9 +51,7 @@ def test_success_returns_the_run_info_and_persists_the_link(
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
-def test_a_failed_job_fails_the_task_with_the_batch_message(
-    deferrable, local_aws_batch, polysync_aws_conn, capsys
-):
+def test_a_failed_job_fails_the_task_with_the_batch_message(deferrable, local_aws_batch, polysync_aws_conn, capsys):
     dag_run, ti = run_single_task(
         AwsBatchJobOperator,
         job_definition="polysync-job",
@@ -173,9 +169,7 @@ def test_queue_defaults_to_the_connection_setting(local_aws_batch, monkeypatch):
         ({"array_size": 1}, "array_size=1 is invalid: must be an integer from 2 to 10000"),
     ],
 )
-def test_bad_input_fails_the_task_before_any_request(
-    arguments, expected, local_aws_batch, polysync_aws_conn, capsys
-):
+def test_bad_input_fails_the_task_before_any_request(arguments, expected, local_aws_batch, polysync_aws_conn, capsys):
     from datetime import timedelta
 
     kwargs = {"job_definition": "polysync-job", "aws_conn_id": polysync_aws_conn, **arguments}
@@ -190,9 +184,7 @@ def test_no_queue_anywhere_is_an_error_before_any_request(local_aws_batch, monke
 
     for name, value in aws_connection_env("aws_no_queue", local_aws_batch, default_job_queue=None).items():
         monkeypatch.setenv(name, value)
-    _dag_run, ti = run_single_task(
-        AwsBatchJobOperator, job_definition="polysync-job", aws_conn_id="aws_no_queue"
-    )
+    _dag_run, ti = run_single_task(AwsBatchJobOperator, job_definition="polysync-job", aws_conn_id="aws_no_queue")
     assert ti.state == "failed"
     assert "set default_job_queue in the connection's extra" in capsys.readouterr().out
     assert local_aws_batch.requests == []
@@ -205,9 +197,7 @@ def test_no_queue_anywhere_is_an_error_before_any_request(local_aws_batch, monke
         ({"job_queue": "no-such-queue"}, "Job queue no-such-queue does not exist"),
     ],
 )
-def test_batch_client_errors_reach_the_task_log(
-    arguments, message, local_aws_batch, polysync_aws_conn, capsys
-):
+def test_batch_client_errors_reach_the_task_log(arguments, message, local_aws_batch, polysync_aws_conn, capsys):
     kwargs = {"job_definition": "polysync-job", "aws_conn_id": polysync_aws_conn, **arguments}
     _dag_run, ti = run_single_task(AwsBatchJobOperator, **kwargs)
     assert ti.state == "failed"
@@ -258,9 +248,7 @@ def test_a_job_cancelled_outside_airflow_fails_without_retry(local_aws_batch, po
         while time.monotonic() < deadline:
             for job in list(local_aws_batch.jobs.values()):
                 if job.status == "RUNNING":
-                    local_aws_batch.terminate_job(
-                        {"jobId": job.job_id, "reason": "Terminated by an operator"}
-                    )
+                    local_aws_batch.terminate_job({"jobId": job.job_id, "reason": "Terminated by an operator"})
                     return
             time.sleep(0.02)
 

@@ -95,9 +95,7 @@ def test_each_status_change_is_logged_once(local_aws_batch, polysync_aws_conn, c
     local_aws_batch.step_seconds = 0.2
     job_id = submit(polysync_aws_conn, 0.5)
     with caplog.at_level("INFO"):
-        asyncio.run(
-            first_event(AwsBatchJobTrigger(job_id=job_id, aws_conn_id=polysync_aws_conn, poll_interval=0.02))
-        )
+        asyncio.run(first_event(AwsBatchJobTrigger(job_id=job_id, aws_conn_id=polysync_aws_conn, poll_interval=0.02)))
     lines = [r.getMessage() for r in caplog.records] + capsys.readouterr().out.splitlines()
     timeline = [line for line in lines if f"Run {job_id} is" in line]
     statuses = [line.split(f"Run {job_id} is ")[1].split(" ")[0] for line in timeline]
@@ -161,9 +159,7 @@ def test_on_kill_does_nothing_once_the_trigger_has_reported(local_aws_batch, pol
 
 def test_on_kill_respects_cancel_on_kill_false(local_aws_batch, polysync_aws_conn):
     job_id = submit(polysync_aws_conn, 0.5)
-    asyncio.run(
-        AwsBatchJobTrigger(job_id=job_id, aws_conn_id=polysync_aws_conn, cancel_on_kill=False).on_kill()
-    )
+    asyncio.run(AwsBatchJobTrigger(job_id=job_id, aws_conn_id=polysync_aws_conn, cancel_on_kill=False).on_kill())
     assert "terminatejob" not in local_aws_batch.requests
     assert local_aws_batch.wait_for_job(job_id).status == "SUCCEEDED"
 

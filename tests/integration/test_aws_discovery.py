@@ -99,7 +99,5 @@ def test_the_installed_command_runs(local_aws_batch, polysync_aws_conn):
         timeout=120,
         check=True,
     )
-    assert (
-        "polysync-job:1\tarn:aws:batch:us-east-1:123456789012:job-definition/polysync-job:1" in result.stdout
-    )
+    assert "polysync-job:1\tarn:aws:batch:us-east-1:123456789012:job-definition/polysync-job:1" in result.stdout
     assert "2 job definition(s)" in result.stderr

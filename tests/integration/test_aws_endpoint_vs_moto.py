@@ -140,9 +140,7 @@ def test_list_jobs_by_name_shapes_match(moto_batch, ours):
     mine = ours.list_jobs(**request)["jobSummaryList"]
     assert theirs and mine  # exact, case-insensitive name match on both
     assert set(theirs[0]) - set(mine[0]) == set()
-    assert error_of(lambda: moto_batch.list_jobs(jobQueue="nope")) == error_of(
-        lambda: ours.list_jobs(jobQueue="nope")
-    )
+    assert error_of(lambda: moto_batch.list_jobs(jobQueue="nope")) == error_of(lambda: ours.list_jobs(jobQueue="nope"))
 
 
 def test_describe_job_definitions_shapes_match(moto_batch, ours):

@@ -111,9 +111,7 @@ def test_an_array_job_with_a_failing_child_fails(batch):
 
 def test_attempt_duration_timeout_and_retry_attempts(batch):
     # the endpoint enforces the timeout (AWS's minimum of 60 s is the operator's rule, not the endpoint's)
-    _, job = watch_statuses(
-        batch, submit(batch, parameters={"seconds": "30"}, timeout={"attemptDurationSeconds": 1})
-    )
+    _, job = watch_statuses(batch, submit(batch, parameters={"seconds": "30"}, timeout={"attemptDurationSeconds": 1}))
     assert (job["status"], job["statusReason"]) == ("FAILED", "Job attempt duration exceeded timeout")
     _, job = watch_statuses(
         batch, submit(batch, parameters={"seconds": "0", "exit_code": "1"}, retryStrategy={"attempts": 3})
@@ -176,9 +174,7 @@ def test_list_jobs_paginates_and_filters_by_name(batch, local_aws_batch):
         )
     )
     assert [len(p["jobSummaryList"]) for p in pages] == [2, 2, 1]
-    by_name = batch.list_jobs(
-        jobQueue="polysync-default", filters=[{"name": "JOB_NAME", "values": ["POLYSYNC-T"]}]
-    )
+    by_name = batch.list_jobs(jobQueue="polysync-default", filters=[{"name": "JOB_NAME", "values": ["POLYSYNC-T"]}])
     assert len(by_name["jobSummaryList"]) == 5
 
 
@@ -199,9 +195,7 @@ def test_a_bare_name_resolves_to_the_latest_active_revision(batch):
 
 def test_seed_from_a_file(tmp_path):
     seed = tmp_path / "seed.json"
-    seed.write_text(
-        '{"job_queues": [{"name": "q"}], "job_definitions": [{"name": "d", "command": ["true"]}]}'
-    )
+    seed.write_text('{"job_queues": [{"name": "q"}], "job_definitions": [{"name": "d", "command": ["true"]}]}')
     with LocalAwsBatch(seed) as endpoint:
         assert list(endpoint.queues) == ["q"]
         assert [d.name for d in endpoint.definitions] == ["d"]

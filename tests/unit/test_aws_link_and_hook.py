@@ -59,16 +59,12 @@ def test_a_broken_template_falls_back_to_the_console_and_warns(monkeypatch, capl
     )
     assert hook.monitor_url("j").startswith("https://us-east-1.console.aws.amazon.com/")
     logged = caplog.text + capsys.readouterr().out
-    assert (
-        "monitor_link_template 'https://x/{account}/{job_id}' in connection aws_link is not usable" in logged
-    )
+    assert "monitor_link_template 'https://x/{account}/{job_id}' in connection aws_link is not usable" in logged
 
 
 @pytest.mark.parametrize("conn_type", ["aws", "polysync_aws_batch"])
 def test_settings_from_either_connection_type(monkeypatch, conn_type):
-    hook = use_connection(
-        monkeypatch, "aws_settings", conn_type, region_name="us-east-1", default_job_queue="q1"
-    )
+    hook = use_connection(monkeypatch, "aws_settings", conn_type, region_name="us-east-1", default_job_queue="q1")
     assert hook.default_job_queue == "q1"
     assert hook.conn_config.aws_access_key_id == "AKIDEXAMPLE"
 

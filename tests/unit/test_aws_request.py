@@ -75,9 +75,7 @@ def test_valid_job_definitions(definition):
     assert build(job_definition=definition)["jobDefinition"] == definition
 
 
-@pytest.mark.parametrize(
-    "queue", ["q", "my-queue_1", "arn:aws:batch:us-east-1:123456789012:job-queue/my-queue"]
-)
+@pytest.mark.parametrize("queue", ["q", "my-queue_1", "arn:aws:batch:us-east-1:123456789012:job-queue/my-queue"])
 def test_valid_job_queues(queue):
     assert build(job_queue=queue)["jobQueue"] == queue
 

@@ -33,10 +33,10 @@ def test_every_registered_class_and_module_imports():
         assert getattr(importlib.import_module(module), name)
 
 
-def test_connection_form_offers_the_polysync_settings():
-    (conn_type,) = get_provider_info()["connection-types"]
-    assert conn_type["connection-type"] == "polysync_aws_batch"
-    assert {"default_job_queue", "monitor_link_template"} <= set(conn_type["conn-fields"])
+def test_connection_forms_offer_the_polysync_settings():
+    forms = {c["connection-type"]: set(c["conn-fields"]) for c in get_provider_info()["connection-types"]}
+    assert {"default_job_queue", "monitor_link_template"} <= forms["polysync_aws_batch"]
+    assert {"account_url", "subscription_id", "resource_group", "monitor_link_template"} <= forms["polysync_azure_batch"]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,7 @@ def airflow_cli():
     airflow = str(Path(sys.executable).parent / "airflow")
 
     def run(*args: str) -> str:
-        result = subprocess.run(
-            [airflow, *args], capture_output=True, text=True, env=os.environ.copy(), timeout=180
-        )
+        result = subprocess.run([airflow, *args], capture_output=True, text=True, env=os.environ.copy(), timeout=180)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -58,5 +56,8 @@ def test_airflow_providers_list_shows_the_package(airflow_cli):
 
 
 def test_airflow_providers_hooks_and_links(airflow_cli):
-    assert "polysync_airflow.hooks.aws_batch.AwsBatchHook" in airflow_cli("providers", "hooks")
-    assert "polysync_airflow.links.aws_batch.AwsBatchJobLink" in airflow_cli("providers", "links")
+    hooks, links = airflow_cli("providers", "hooks"), airflow_cli("providers", "links")
+    assert "polysync_airflow.hooks.aws_batch.AwsBatchHook" in hooks
+    assert "polysync_airflow.hooks.azure_batch.AzureBatchHook" in hooks
+    assert "polysync_airflow.links.aws_batch.AwsBatchJobLink" in links
+    assert "polysync_airflow.links.azure_batch.AzureBatchJobLink" in links

@@ -1,0 +1,293 @@
+"""Azure Batch: the connection hook and the status table of the Azure Batch job type."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from polysync_airflow.status import RunState, RunStatus
+
+CANCEL_REASON = "Cancelled by Polysync"
+DEFAULT_MONITOR_LINK_TEMPLATE = (
+    "https://portal.azure.com/#resource/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+    "/providers/Microsoft.Batch/batchAccounts/{account}/jobs/{job_id}"
+)
+BATCH_SCOPE = "https://batch.core.windows.net//.default"
+
+# The seed's status table: Batch task state -> run status (completed is decided by the exit code).
+AZURE_TASK_STATUS: Mapping[str, RunStatus] = {
+    "active": RunStatus.STARTING,
+    "preparing": RunStatus.STARTING,
+    "running": RunStatus.RUNNING,
+    "completed": RunStatus.SUCCESS,  # exit code 0; any other exit code or a failure: Failed
+}
+# Reasons the service itself gives for ending a job; any other terminate reason is a user's cancel.
+SERVICE_TERMINATE_REASONS = ("AllTasksComplete", "JMComplete", "MaxWallClockTimeExpiry", "TaskFailed")
+
+
+def _get(obj: Any, *path: str) -> Any:
+    """Follow wire (camelCase) keys; azure-batch models are mappings of their wire JSON too."""
+    for name in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(name)
+    return obj
+
+
+def decode_task(run_id: str, task: Any | None, job: Any | None = None) -> RunState:
+    """One task (and its job, for scheduling errors and terminate reasons) as a :class:`RunState`."""
+    if task is None:
+        return RunState(run_id, RunStatus.UNKNOWN, f"Azure Batch task {run_id} was not found")
+    native = _get(task, "state")
+    exit_code = _get(task, "executionInfo", "exitCode")
+    failure = _get(task, "executionInfo", "failureInfo")
+    failure_message = _get(failure, "message")
+    terminate_reason = _get(job, "executionInfo", "terminateReason")
+    scheduling_error = _get(job, "executionInfo", "schedulingError")
+    cancelled_reason = (
+        terminate_reason if terminate_reason and terminate_reason not in SERVICE_TERMINATE_REASONS else None
+    )
+    status = AZURE_TASK_STATUS.get(native or "", RunStatus.UNKNOWN)
+
+    if status is RunStatus.SUCCESS:
+        if _get(failure, "code") == "TaskEnded" or (cancelled_reason and exit_code != 0):
+            return RunState(
+                run_id,
+                RunStatus.CANCELLED,
+                cancelled_reason or failure_message or "task terminated",
+                exit_code,
+                native,
+            )
+        if exit_code != 0 or failure is not None:
+            if terminate_reason == "MaxWallClockTimeExpiry":
+                failure_message = "the job exceeded its maxWallClockTime constraint (MaxWallClockTimeExpiry)"
+            message = failure_message or f"Task exit code: {exit_code}"
+            if failure_message and exit_code is not None:
+                message = f"{failure_message} (exit code {exit_code})"
+            return RunState(run_id, RunStatus.FAILED, message, exit_code, native)
+        return RunState(run_id, RunStatus.SUCCESS, f"Task exit code: {exit_code}", exit_code, native)
+    if cancelled_reason and status is RunStatus.STARTING:
+        # a terminated job leaves its active tasks active forever
+        return RunState(run_id, RunStatus.CANCELLED, cancelled_reason, exit_code, native)
+    if scheduling_error is not None and status is RunStatus.STARTING:
+        code, message = _get(scheduling_error, "code"), _get(scheduling_error, "message")
+        return RunState(run_id, RunStatus.FAILED, f"job scheduling error {code}: {message}", exit_code, native)
+    return RunState(run_id, status, failure_message or "", exit_code, native)
+
+
+def split_run_id(run_id: str) -> tuple[str, str]:
+    job_id, _, task_id = run_id.partition("/")
+    return job_id, task_id
+
+
+@dataclass(frozen=True)
+class JobTemplateInfo:
+    """One Batch job that can serve as a template (discovery)."""
+
+    id: str
+    display_name: str | None
+    state: str | None
+
+
+class AzureBatchHook(BaseHook):
+    """Azure Batch through an ``azure_batch`` (official provider) or ``polysync_azure_batch`` connection.
+
+    Shared key: login = account name, password = account key, extra ``account_url``. Without a key,
+    Microsoft Entra ID through azure-identity (managed identity: extra ``managed_identity_client_id``;
+    workload identity: ``workload_identity_tenant_id``), as the official hook does. Polysync settings in
+    the extra: ``subscription_id`` and ``resource_group`` (for the monitor link), optional
+    ``monitor_link_template`` (placeholders ``{subscription_id}``, ``{resource_group}``, ``{account}``,
+    ``{job_id}``).
+    """
+
+    conn_name_attr = "azure_batch_conn_id"
+    default_conn_name = "azure_batch_default"
+    conn_type = "polysync_azure_batch"
+    hook_name = "Polysync Azure Batch"
+
+    def __init__(self, azure_batch_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.azure_batch_conn_id = azure_batch_conn_id
+
+    @cached_property
+    def connection(self) -> Any:
+        return self.get_connection(self.azure_batch_conn_id)
+
+    def _setting(self, name: str) -> str | None:
+        extra = self.connection.extra_dejson
+        for key in (name, f"extra__azure_batch__{name}", f"extra__{self.conn_type}__{name}"):
+            if extra.get(key):
+                return str(extra[key])
+        return None
+
+    @cached_property
+    def account_url(self) -> str:
+        url = self._setting("account_url")
+        if not url:
+            raise AirflowException(
+                f"Connection {self.azure_batch_conn_id!r} has no account_url: set the extra 'account_url' to "
+                "the Batch account endpoint, e.g. https://<account>.<region>.batch.azure.com"
+            )
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path not in ("", "/"):
+            raise AirflowException(
+                f"Connection {self.azure_batch_conn_id!r} has a malformed account_url {url!r}: it must look like "
+                "https://<account>.<region>.batch.azure.com (scheme and host, no path)"
+            )
+        return url.rstrip("/")
+
+    @property
+    def account_name(self) -> str:
+        return self.connection.login or (urlparse(self.account_url).hostname or "").split(".")[0]
+
+    def validate(self) -> None:
+        """Check the connection holds what a call needs (no request is made)."""
+        _ = self.account_url
+
+    def monitor_url(self, job_id: str) -> str:
+        """The portal page of a job, or "" (with a warning naming the missing extra) when unknown."""
+        template = self._setting("monitor_link_template") or DEFAULT_MONITOR_LINK_TEMPLATE
+        values = {
+            "subscription_id": self._setting("subscription_id"),
+            "resource_group": self._setting("resource_group"),
+            "account": self.account_name,
+            "job_id": quote(job_id, safe=""),
+        }
+        needed = [name for name in ("subscription_id", "resource_group") if f"{{{name}}}" in template]
+        missing = [name for name in needed if not values[name]]
+        if missing:
+            self.log.warning(
+                "No Azure portal link for job %s: set %s in the extra of connection %s.",
+                job_id,
+                " and ".join(repr(m) for m in missing),
+                self.azure_batch_conn_id,
+            )
+            return ""
+        try:
+            return template.format(**values)
+        except (KeyError, IndexError, ValueError) as err:
+            self.log.warning(
+                "monitor_link_template %r in connection %s is not usable (%s); it may use {subscription_id}, "
+                "{resource_group}, {account} and {job_id}.",
+                template,
+                self.azure_batch_conn_id,
+                err,
+            )
+            return ""
+
+    # -- clients -----------------------------------------------------------------------------------------
+
+    def _credential(self, asynchronous: bool) -> Any:
+        conn = self.connection
+        if conn.login and conn.password:
+            from azure.core.credentials import AzureNamedKeyCredential
+
+            return AzureNamedKeyCredential(conn.login, conn.password)
+        if asynchronous:
+            from azure.identity.aio import DefaultAzureCredential
+        else:
+            from azure.identity import DefaultAzureCredential
+        kwargs: dict[str, Any] = {}
+        if client_id := self._setting("managed_identity_client_id"):
+            kwargs["managed_identity_client_id"] = client_id
+        if tenant_id := self._setting("workload_identity_tenant_id"):
+            kwargs.update(workload_identity_tenant_id=tenant_id, additionally_allowed_tenants=[tenant_id])
+        return DefaultAzureCredential(**kwargs)
+
+    @cached_property
+    def client(self) -> Any:
+        """The sync ``azure.batch.BatchClient`` (worker side)."""
+        from azure.batch import BatchClient
+
+        return BatchClient(self.account_url, self._credential(asynchronous=False), credential_scopes=[BATCH_SCOPE])
+
+    def async_client(self) -> Any:
+        """A new ``azure.batch.aio.BatchClient`` (triggerer side); use it with ``async with``."""
+        from azure.batch.aio import BatchClient
+
+        return BatchClient(self.account_url, self._credential(asynchronous=True), credential_scopes=[BATCH_SCOPE])
+
+    def explain(self, err: Exception) -> Exception:
+        """A Batch error as the message a user can act on (never containing the account key)."""
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+        code = getattr(getattr(err, "error", None), "code", None)
+        if code == "AuthenticationFailed" or isinstance(err, ClientAuthenticationError):
+            return AirflowFailException(
+                f"Azure Batch did not accept the credentials of connection {self.azure_batch_conn_id!r} for account "
+                f"{self.account_name!r} at {self.account_url} ({code or type(err).__name__}): check the account "
+                "name (login) and account key (password), or the Entra ID identity's access to the account."
+            )
+        if isinstance(err, HttpResponseError):
+            return AirflowException(
+                f"Azure Batch request failed: {code or err.status_code}: {err.reason}. {err.message}"
+            )
+        return err
+
+    def get_run_state(self, run_id: str) -> RunState:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        job_id, task_id = split_run_id(run_id)
+        try:
+            task = self.client.get_task(job_id, task_id)
+            job = self.client.get_job(job_id, select=["id", "state", "executionInfo"])
+        except ResourceNotFoundError:
+            return decode_task(run_id, None)
+        return decode_task(run_id, task, job)
+
+    @staticmethod
+    async def aget_run_state(client: Any, run_id: str) -> RunState:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        job_id, task_id = split_run_id(run_id)
+        try:
+            task = await client.get_task(job_id, task_id)
+            job = await client.get_job(job_id, select=["id", "state", "executionInfo"])
+        except ResourceNotFoundError:
+            return decode_task(run_id, None)
+        return decode_task(run_id, task, job)
+
+    def terminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
+        """Terminate the task, then its job (a job that already completed counts as done)."""
+        from azure.core.exceptions import ResourceExistsError
+
+        job_id, task_id = split_run_id(run_id)
+        with contextlib.suppress(ResourceExistsError):  # TaskCompleted
+            self.client.terminate_task(job_id, task_id)
+        with contextlib.suppress(ResourceExistsError):  # JobCompleted: it ended when its only task did
+            self.client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
+
+    @staticmethod
+    async def aterminate_run(client: Any, run_id: str, reason: str = CANCEL_REASON) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        job_id, task_id = split_run_id(run_id)
+        with contextlib.suppress(ResourceExistsError):
+            await client.terminate_task(job_id, task_id)
+        with contextlib.suppress(ResourceExistsError):
+            await client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
+
+    def list_job_templates(self) -> list[JobTemplateInfo]:
+        """Every job of the account (``$select=id,displayName,state``, all pages)."""
+        return [
+            JobTemplateInfo(job.id, job.display_name, _get(job, "state"))
+            for job in self.client.list_jobs(select=["id", "displayName", "state"])
+        ]
+
+    def download_tail(self, run_id: str, file_name: str, max_bytes: int = 16384) -> str:
+        """The last ``max_bytes`` of a task file (``stderr.txt``, ``stdout.txt``)."""
+        job_id, task_id = split_run_id(run_id)
+        size = self.client.get_task_file_properties(job_id, task_id, file_name).content_length or 0
+        if size == 0:
+            return ""
+        chunks = self.client.download_task_file(
+            job_id, task_id, file_name, ocp_range=f"bytes={max(0, size - max_bytes)}-{size - 1}"
+        )
+        return b"".join(chunks).decode("utf-8", errors="replace")

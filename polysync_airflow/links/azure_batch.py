@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from polysync_airflow.links.base import PolysyncRunLink
+
+
+class AzureBatchJobLink(PolysyncRunLink):
+    """The Azure portal page of the job created for the run."""
+
+    name = "Azure Batch Job"

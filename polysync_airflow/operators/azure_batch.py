@@ -1,0 +1,259 @@
+"""The Azure Batch job type: clone a template job into a new job with one task, wait, report."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from polysync_airflow.hooks.azure_batch import AzureBatchHook
+from polysync_airflow.links.azure_batch import AzureBatchJobLink
+from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
+from polysync_airflow.status import RunState
+from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
+from polysync_airflow.validation import PolysyncValidationError, as_optional_str, stringify_parameters
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TASK_ID = "polysync"
+STDERR_TAIL_LINES = 20
+
+
+def new_job_id() -> str:
+    return f"polysync-{uuid.uuid4().hex}"
+
+
+def environment_settings(parameters: Any) -> list[dict[str, str]]:
+    """Parameters as the task's ``environmentSettings`` (same stringification as AWS)."""
+    settings = []
+    for name, value in stringify_parameters(parameters).items():
+        if not ENV_NAME_RE.match(name):
+            raise PolysyncValidationError(
+                f"parameters[{name!r}]",
+                value,
+                "parameter names become environment variables: letters, digits and underscores, not starting "
+                "with a digit",
+            )
+        settings.append({"name": name, "value": value})
+    return settings
+
+
+@dataclass(frozen=True)
+class AzureJobPlan:
+    """What will be created: the job's and the task's wire JSON (built and checked before any write)."""
+
+    job: dict[str, Any]
+    task: dict[str, Any]
+
+
+def build_job_plan(
+    *,
+    job_id: str,
+    display_name: str,
+    template: Any,
+    environment: list[dict[str, str]],
+    command_line: str | None,
+    container_image: str | None,
+    container_run_options: str | None,
+) -> AzureJobPlan:
+    """Clone the template's pool and constraints; operator arguments override its task defaults."""
+    manager = template.get("jobManagerTask") or {}
+    container = manager.get("containerSettings") or {}
+    command = command_line or manager.get("commandLine")
+    if not command:
+        raise PolysyncValidationError(
+            "command_line",
+            command_line,
+            f"no command line: template job {template.get('id')!r} has no job manager task command line, so "
+            "pass command_line=",
+        )
+    job: dict[str, Any] = {
+        "id": job_id,
+        "displayName": display_name[:1024],
+        "poolInfo": {"poolId": (template.get("poolInfo") or {}).get("poolId")},
+        "onAllTasksComplete": "noaction",  # set to terminatejob once the task is in (see submit)
+    }
+    if template.get("constraints"):
+        job["constraints"] = dict(template["constraints"])
+    task: dict[str, Any] = {"id": TASK_ID, "commandLine": command, "environmentSettings": environment}
+    image = container_image or container.get("imageName")
+    if image:
+        settings = {"imageName": image}
+        options = container_run_options if container_run_options is not None else container.get("containerRunOptions")
+        if options:
+            settings["containerRunOptions"] = options
+        task["containerSettings"] = settings
+    return AzureJobPlan(job, task)
+
+
+class AzureBatchJobOperator(PolysyncJobOperator):
+    """Run one task in a new Azure Batch job cloned from a template job, and wait for it.
+
+    :param template_job_id: an existing Batch job whose pool, constraints and job manager task defaults
+        (command line, container image, container run options) the new job takes.
+    :param parameters: become the task's environment variables (values as strings).
+    :param command_line: overrides the template's command line.
+    :param container_image: overrides the template's container image.
+    :param container_run_options: overrides the template's container run options.
+    :param azure_batch_conn_id: an ``azure_batch`` or ``polysync_azure_batch`` connection.
+
+    Returns (XCom) ``{run_id, status, message, exit_code, monitor_url, job_name}`` with
+    ``run_id = "{jobId}/{taskId}"``.
+    """
+
+    template_fields: Sequence[str] = (
+        "template_job_id",
+        "parameters",
+        "command_line",
+        "container_image",
+        "container_run_options",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
+    operator_extra_links = (AzureBatchJobLink(),)
+    link_class = AzureBatchJobLink
+    ui_color = "#0078d4"
+
+    def __init__(
+        self,
+        *,
+        template_job_id: str,
+        parameters: dict[str, Any] | str | None = None,
+        command_line: str | None = None,
+        container_image: str | None = None,
+        container_run_options: str | None = None,
+        azure_batch_conn_id: str = "azure_batch_default",
+        deferrable: bool = True,
+        poll_interval: float = 30,
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(deferrable=deferrable, poll_interval=poll_interval, cancel_on_kill=cancel_on_kill, **kwargs)
+        self.template_job_id = template_job_id
+        self.parameters = parameters
+        self.command_line = command_line
+        self.container_image = container_image
+        self.container_run_options = container_run_options
+        self.azure_batch_conn_id = azure_batch_conn_id
+        self._environment: list[dict[str, str]] = []
+
+    @cached_property
+    def hook(self) -> AzureBatchHook:
+        return AzureBatchHook(self.azure_batch_conn_id)
+
+    def prepare(self, context: Context) -> None:
+        if not isinstance(self.template_job_id, str) or not BATCH_ID_RE.match(self.template_job_id):
+            raise PolysyncValidationError(
+                "template_job_id",
+                self.template_job_id,
+                "must be a Batch job id: 1-64 letters, digits, hyphens and underscores",
+            )
+        self.command_line = as_optional_str("command_line", self.command_line, max_length=8192)
+        self.container_image = as_optional_str("container_image", self.container_image, max_length=1024)
+        if self.container_run_options not in (None, "") and not isinstance(self.container_run_options, str):
+            raise PolysyncValidationError("container_run_options", self.container_run_options, "must be a string")
+        self._environment = environment_settings(self.parameters)
+        self.hook.validate()
+
+    def _read_template(self) -> tuple[Any, str]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            template = self.hook.client.get_job(self.template_job_id)
+        except ResourceNotFoundError:
+            raise AirflowFailException(
+                f"Template job {self.template_job_id!r} does not exist in Batch account {self.hook.account_name!r}: "
+                "check template_job_id (`polysync-airflow discover azure-batch` lists the jobs)"
+            ) from None
+        pool_id = (template.get("poolInfo") or {}).get("poolId")
+        if not pool_id:
+            raise AirflowFailException(
+                f"Template job {self.template_job_id!r} has no poolInfo.poolId (auto pools are not supported): "
+                "give the template job an existing pool"
+            )
+        try:
+            self.hook.client.get_pool(pool_id, select=["id", "state"])
+        except ResourceNotFoundError:
+            raise AirflowFailException(
+                f"PoolNotFound: pool {pool_id!r} of template job {self.template_job_id!r} does not exist in "
+                f"Batch account {self.hook.account_name!r}: update the template job's pool"
+            ) from None
+        return template, pool_id
+
+    def submit(self, context: Context) -> SubmittedRun:
+        from azure.batch import models
+
+        client = self.hook.client
+        try:
+            template, pool_id = self._read_template()
+        except Exception as err:
+            raise self.hook.explain(err) from err
+        plan = build_job_plan(
+            job_id=new_job_id(),
+            display_name=f"{self.dag_id}.{self.task_id}",
+            template=template,
+            environment=self._environment,
+            command_line=self.command_line,
+            container_image=self.container_image,
+            container_run_options=self.container_run_options,
+        )
+        job_id = plan.job["id"]
+        self.log.info("Creating Azure Batch job %s from template %s on pool %s", job_id, self.template_job_id, pool_id)
+        try:
+            client.create_job(models.BatchJobCreateOptions(plan.job))
+        except Exception as err:
+            raise self.hook.explain(err) from err
+        try:
+            client.create_task(job_id, models.BatchTaskCreateOptions(plan.task))
+            # Created with noaction: a job with no tasks counts as complete, so terminatejob could end it early.
+            client.update_job(job_id, models.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"}))
+        except Exception as err:
+            self._remove_job(job_id)
+            raise self.hook.explain(err) from err
+        run_id = f"{job_id}/{TASK_ID}"
+        return SubmittedRun(run_id, job_id, self.hook.monitor_url(job_id))
+
+    def _remove_job(self, job_id: str) -> None:
+        """Leave nothing behind when the submission could not be completed."""
+        self.log.warning("Submission of job %s failed part-way; deleting the job", job_id)
+        try:
+            self.hook.client.begin_delete_job(job_id, polling_interval=1)
+        except Exception as err:
+            self.log.error("Could not delete job %s: %s. Delete it in the Azure portal.", job_id, err)
+
+    def read_state(self, run_id: str) -> RunState:
+        return self.hook.get_run_state(run_id)
+
+    def cancel(self, run_id: str) -> None:
+        self.hook.terminate_run(run_id)
+
+    def make_trigger(self, run: SubmittedRun, deadline: float | None) -> AzureBatchJobTrigger:
+        return AzureBatchJobTrigger(
+            run_id=run.run_id,
+            job_name=run.job_name,
+            azure_batch_conn_id=self.azure_batch_conn_id,
+            poll_interval=self.poll_interval,
+            unknown_grace_period=self.unknown_grace_period,
+            deadline=deadline,
+            cancel_on_kill=self.cancel_on_kill,
+        )
+
+    def report_failure(self, run_id: str) -> None:
+        """Put the last lines of the task's stderr.txt into the task log."""
+        try:
+            tail = self.hook.download_tail(run_id, "stderr.txt")
+        except Exception as err:
+            self.log.warning("Could not read stderr.txt of %s: %s", run_id, err)
+            return
+        lines = tail.splitlines()[-STDERR_TAIL_LINES:]
+        if lines:
+            self.log.error("Last %d line(s) of stderr.txt of %s:\n%s", len(lines), run_id, "\n".join(lines))
+        else:
+            self.log.info("stderr.txt of %s is empty", run_id)
