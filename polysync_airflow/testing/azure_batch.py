@@ -560,14 +560,15 @@ class LocalAzureBatch(LocalHttpEndpoint):
             self._check_job_completion(job)
 
     def _end_task(self, job: Job, task: Task) -> None:
+        """Terminate a task: it is completed at once (TaskEnded); its process is killed."""
         task.terminated.set()
-        if not self.runner.kill(f"{job.id}/{task.id}"):
-            with self._lock:
-                if task.state != "completed":
-                    task.previous_state, task.state = task.state, "completed"
-                    task.ended = task.transition = _now()
-                    task.failure_info = _task_ended()
-                    self._check_job_completion(job)
+        with self._lock:
+            if task.state != "completed":
+                task.previous_state, task.state = task.state, "completed"
+                task.ended = task.transition = _now()
+                task.failure_info = _task_ended()
+                self._check_job_completion(job)
+        self.runner.kill(f"{job.id}/{task.id}")
 
     def _terminate_task(self, job: Job, task: Task) -> None:
         with self._lock:

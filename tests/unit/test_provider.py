@@ -36,7 +36,9 @@ def test_every_registered_class_and_module_imports():
 def test_connection_forms_offer_the_polysync_settings():
     forms = {c["connection-type"]: set(c["conn-fields"]) for c in get_provider_info()["connection-types"]}
     assert {"default_job_queue", "monitor_link_template"} <= forms["polysync_aws_batch"]
-    assert {"account_url", "subscription_id", "resource_group", "monitor_link_template"} <= forms["polysync_azure_batch"]
+    assert {"account_url", "subscription_id", "resource_group", "monitor_link_template"} <= forms[
+        "polysync_azure_batch"
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,90 @@
+"""Job and task payload building, id and name validation for the Azure Batch job type (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from polysync_airflow.operators.azure_batch import BATCH_ID_RE, build_job_plan, environment_settings, new_job_id
+from polysync_airflow.validation import PolysyncValidationError
+
+TEMPLATE = {
+    "id": "tmpl",
+    "poolInfo": {"poolId": "pool-1"},
+    "constraints": {"maxWallClockTime": "PT1H", "maxTaskRetryCount": 1},
+    "jobManagerTask": {
+        "id": "jm",
+        "commandLine": "run.sh",
+        "containerSettings": {"imageName": "reg/img:1", "containerRunOptions": "--rm"},
+    },
+}
+
+
+def plan(template=TEMPLATE, **overrides):
+    kwargs = {"command_line": None, "container_image": None, "container_run_options": None, **overrides}
+    return build_job_plan(
+        job_id="polysync-1",
+        display_name="dag.task",
+        template=template,
+        environment=[{"name": "A", "value": "1"}],
+        **kwargs,
+    )
+
+
+def test_clones_pool_constraints_and_task_defaults():
+    result = plan()
+    assert result.job == {
+        "id": "polysync-1",
+        "displayName": "dag.task",
+        "poolInfo": {"poolId": "pool-1"},
+        "onAllTasksComplete": "noaction",
+        "constraints": {"maxWallClockTime": "PT1H", "maxTaskRetryCount": 1},
+    }
+    assert result.task == {
+        "id": "polysync",
+        "commandLine": "run.sh",
+        "environmentSettings": [{"name": "A", "value": "1"}],
+        "containerSettings": {"imageName": "reg/img:1", "containerRunOptions": "--rm"},
+    }
+
+
+def test_operator_arguments_override_the_template():
+    result = plan(command_line="other.sh", container_image="reg/other:2", container_run_options="--network host")
+    assert result.task["commandLine"] == "other.sh"
+    assert result.task["containerSettings"] == {"imageName": "reg/other:2", "containerRunOptions": "--network host"}
+
+
+def test_empty_run_options_override_the_templates():
+    assert plan(container_run_options="").task["containerSettings"] == {"imageName": "reg/img:1"}
+
+
+def test_no_container_settings_without_an_image():
+    template = {"id": "t", "poolInfo": {"poolId": "p"}, "jobManagerTask": {"commandLine": "x"}}
+    assert "containerSettings" not in plan(template).task
+    assert "constraints" not in plan(template).job
+
+
+def test_no_command_line_anywhere_is_an_error():
+    with pytest.raises(
+        PolysyncValidationError, match="command_line=None is invalid: no command line: template job 't'"
+    ):
+        plan({"id": "t", "poolInfo": {"poolId": "p"}})
+
+
+def test_generated_job_ids_are_valid_and_unique():
+    ids = {new_job_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(BATCH_ID_RE.match(i) and len(i) <= 64 for i in ids)
+
+
+def test_parameters_become_environment_settings():
+    assert environment_settings({"RUN_DATE": "2026-11-22", "rows": 5, "_flag": True}) == [
+        {"name": "RUN_DATE", "value": "2026-11-22"},
+        {"name": "rows", "value": "5"},
+        {"name": "_flag", "value": "true"},
+    ]
+
+
+@pytest.mark.parametrize("name", ["1ST", "has-dash", "has space", "a.b", "é"])
+def test_bad_environment_names_are_named(name):
+    with pytest.raises(PolysyncValidationError) as err:
+        environment_settings({name: "x"})
+    assert str(err.value).startswith(f"parameters[{name!r}]") and "environment variables" in str(err.value)
