@@ -65,7 +65,8 @@ def main() -> int:
         settings.configure_orm()
         db.resetdb()
 
-    dagbag = DagBag(dag_folder=str(ROOT / "example_dags"))
+    with _output_to(LOG):
+        dagbag = DagBag(dag_folder=str(ROOT / "example_dags"))
     if dagbag.import_errors:
         print(f"example DAGs failed to import: {dagbag.import_errors}")
         return 1
