@@ -1,12 +1,14 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make demo   runs the example DAGs against the local endpoints and prints each task's result
-#   make test   runs the linter and the whole test suite
+#   make test   runs the linter and the whole test suite (the real-Airflow end-to-end suite included)
+#   make e2e    runs only the end-to-end suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 UV_VERSION := 0.13.9
 BOOT := $(VENV)/.installed
 
-.PHONY: demo test lint lock clean
+.PHONY: demo test e2e browser lint lock clean
+export SE_OFFLINE := true
 
 $(BOOT): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +24,18 @@ lint: $(BOOT)
 	$(VENV)/bin/ruff check polysync_airflow tests example_dags scripts
 	$(VENV)/bin/ruff format --check polysync_airflow tests example_dags scripts
 
-test: lint
+test: lint browser
 	$(VENV)/bin/python -m pytest -q
+
+e2e: $(BOOT) browser
+	$(VENV)/bin/python -m pytest -q -m e2e tests/e2e
+
+# Debian's Chromium and its driver for the UI check (no browser download by a test tool).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
+	fi
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(BOOT)
