@@ -8,7 +8,7 @@ import json
 import keyword
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -75,22 +75,31 @@ def render_aws_dag(definitions: Sequence[JobDefinitionInfo], conn_id: str, dag_i
     return "\n".join(lines) + "\n"
 
 
+def _discover(args: argparse.Namespace, items: Sequence, line: Callable, noun: str, render: Callable) -> int:
+    """Print what was found (text or JSON) and, with --dag-file, write a starter DAG."""
+    if args.json:
+        print(json.dumps([asdict(item) for item in items], indent=2))
+    else:
+        for item in items:
+            print(line(item))
+        print(f"{len(items)} {noun}", file=sys.stderr)
+    if args.dag_file:
+        path = Path(args.dag_file)
+        path.write_text(render(items, args.conn_id, path.stem))
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _aws_line(d: JobDefinitionInfo) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in d.parameters.items()) or "-"
+    return f"{d.name}:{d.revision}\t{d.arn}\tparameters: {params}"
+
+
 def _discover_aws(args: argparse.Namespace) -> int:
     hook = AwsBatchHook(aws_conn_id=args.conn_id, region_name=args.region)
     with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout; keep it for our output
         definitions = hook.list_job_definitions()
-    if args.json:
-        print(json.dumps([asdict(d) for d in definitions], indent=2))
-    else:
-        for d in definitions:
-            params = ", ".join(f"{k}={v}" for k, v in d.parameters.items()) or "-"
-            print(f"{d.name}:{d.revision}\t{d.arn}\tparameters: {params}")
-        print(f"{len(definitions)} job definition(s)", file=sys.stderr)
-    if args.dag_file:
-        path = Path(args.dag_file)
-        path.write_text(render_aws_dag(definitions, args.conn_id, path.stem))
-        print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return _discover(args, definitions, _aws_line, "job definition(s)", render_aws_dag)
 
 
 def render_azure_dag(templates: Sequence[JobTemplateInfo], conn_id: str, dag_id: str) -> str:
@@ -116,17 +125,9 @@ def _discover_azure(args: argparse.Namespace) -> int:
     hook = AzureBatchHook(args.conn_id)
     with contextlib.redirect_stdout(sys.stderr):
         templates = hook.list_job_templates()
-    if args.json:
-        print(json.dumps([asdict(t) for t in templates], indent=2))
-    else:
-        for t in templates:
-            print(f"{t.id}\t{t.state}\t{t.display_name or ''}")
-        print(f"{len(templates)} job(s)", file=sys.stderr)
-    if args.dag_file:
-        path = Path(args.dag_file)
-        path.write_text(render_azure_dag(templates, args.conn_id, path.stem))
-        print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return _discover(
+        args, templates, lambda t: f"{t.id}\t{t.state}\t{t.display_name or ''}", "job(s)", render_azure_dag
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

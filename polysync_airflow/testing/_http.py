@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 
@@ -96,6 +98,15 @@ class LocalHttpEndpoint:
             self.requests.append(entry)
         if self.on_request is not None:
             self.on_request(entry)
+
+    @staticmethod
+    def read_seed(seed: str | Path | dict[str, Any] | None, default_file: str) -> dict[str, Any]:
+        """Seed data: a dict, a JSON file path, or (None) the package's own sample file."""
+        if isinstance(seed, dict):
+            return seed
+        if seed is None:
+            return json.loads(resources.files("polysync_airflow.testing").joinpath(default_file).read_text())
+        return json.loads(Path(seed).read_text())
 
     def fail_next(self, method: str, path_pattern: str, response: Response) -> None:
         """Answer the next ``method`` request whose path matches ``path_pattern`` (a regex) with ``response``."""

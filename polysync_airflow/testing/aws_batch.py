@@ -8,14 +8,12 @@ RUNNING -> SUCCEEDED/FAILED, with the real exit code and AWS's wording of the st
 from __future__ import annotations
 
 import base64
-import json
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -270,12 +268,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
     # -- seeding -------------------------------------------------------------------------------
 
     def load_seed(self, seed: str | Path | dict[str, Any] | None) -> None:
-        if seed is None:
-            data = json.loads(resources.files(__package__).joinpath("aws_batch_seed.json").read_text())
-        elif isinstance(seed, dict):
-            data = seed
-        else:
-            data = json.loads(Path(seed).read_text())
+        data = self.read_seed(seed, "aws_batch_seed.json")
         for queue in data.get("job_queues", []):
             self.add_job_queue(queue["name"], queue.get("priority", 1), queue.get("scheduling_policy"))
         for definition in data.get("job_definitions", []):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import threading
 import time
@@ -19,7 +18,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode
@@ -214,12 +212,7 @@ class LocalAzureBatch(LocalHttpEndpoint):
         port: int = 0,
     ) -> None:
         super().__init__(host, port)
-        if seed is None:
-            data = json.loads(resources.files(__package__).joinpath("azure_batch_seed.json").read_text())
-        elif isinstance(seed, dict):
-            data = seed
-        else:
-            data = json.loads(Path(seed).read_text())
+        data = self.read_seed(seed, "azure_batch_seed.json")
         self.account = account or data.get("account", "polysyncdev")
         self.key = key
         self.step_seconds = step_seconds
