@@ -2,34 +2,135 @@
 
 A platform supplies one function that reads the run's current :class:`RunState`; this module decides
 when the run is over, logs each change of status once (so the task log reads as a timeline), gives a
-run that is not visible yet a grace period before calling it lost, and enforces the run's deadline.
+run that is not visible yet a grace period before calling it lost, rides out transient faults of the
+service (throttling, 5xx, dropped connections, timeouts) for an outage window with capped exponential
+backoff and jitter, and enforces the run's deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
 from polysync_airflow.status import RunState, RunStatus
 
 DEFAULT_UNKNOWN_GRACE_PERIOD = 120.0
+DEFAULT_OUTAGE_WINDOW = 600.0
+MAX_BACKOFF_SECONDS = 60.0
+
+# Error codes (AWS and Azure) that say "try again later".
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "ServerBusy",
+        "OperationTimedOut",
+        "RequestTimeout",
+    }
+)
+# Exception classes (by name, so no SDK is imported here) for dropped connections and timeouts.
+TRANSIENT_EXCEPTIONS = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "ServiceRequestError",
+        "ServiceResponseError",
+        "ClientConnectionError",
+        "ServerDisconnectedError",
+        "ServerTimeoutError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+    }
+)
+
+
+def is_transient(err: BaseException) -> bool:
+    """True for faults that heal by themselves: throttling, 5xx, resets, timeouts (AWS and Azure SDKs)."""
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    if any(cls.__name__ in TRANSIENT_EXCEPTIONS for cls in type(err).__mro__):
+        return True
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        code = (response.get("Error") or {}).get("Code")
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+        return code in TRANSIENT_CODES or status == 429 or status >= 500
+    status = getattr(err, "status_code", None)  # azure-core HttpResponseError
+    if isinstance(status, int):
+        code = getattr(getattr(err, "error", None), "code", None)
+        return code in TRANSIENT_CODES or status == 429 or status >= 500
+    return False
+
+
+def describe_error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".strip()
 
 
 class RunWatch:
     """Turns a sequence of observations into at most one final state."""
 
-    def __init__(self, run_id: str, unknown_grace_period: float, log: logging.Logger | logging.LoggerAdapter):
+    def __init__(
+        self,
+        run_id: str,
+        unknown_grace_period: float,
+        log: logging.Logger | logging.LoggerAdapter,
+        outage_window: float = DEFAULT_OUTAGE_WINDOW,
+        poll_interval: float = 30.0,
+    ):
         self.run_id = run_id
         self.unknown_grace_period = unknown_grace_period
         self.log = log
+        self.outage_window = outage_window
+        self.poll_interval = poll_interval
         self._last_seen: tuple | None = None
         self._unknown_since: float | None = None
+        self._failing_since: float | None = None
+        self._failures = 0
+
+    def poll_failed(self, err: BaseException, now: float | None = None) -> tuple[RunState | None, float]:
+        """A status read raised: (final state, 0) if the run must fail, else (None, seconds to wait)."""
+        now = time.monotonic() if now is None else now
+        if not is_transient(err):
+            message = f"reading the status of run {self.run_id} failed and retrying cannot help: {describe_error(err)}"
+            return RunState(self.run_id, RunStatus.FAILED, message, native_status="POLL_ERROR"), 0.0
+        if self._failing_since is None:
+            self._failing_since = now
+        self._failures += 1
+        if now - self._failing_since >= self.outage_window:
+            message = (
+                f"the service did not answer for run {self.run_id} for {now - self._failing_since:.0f} s "
+                f"(outage window {self.outage_window:g} s, {self._failures} attempts); "
+                f"last error: {describe_error(err)}"
+            )
+            return RunState(self.run_id, RunStatus.FAILED, message, native_status="POLL_ERROR"), 0.0
+        base = min(self.poll_interval, 1.0)
+        delay = min(base * 2 ** (self._failures - 1), MAX_BACKOFF_SECONDS) * random.uniform(0.5, 1.0)
+        if self._failures == 1 or self._failures % 10 == 0:
+            self.log.warning(
+                "Reading the status of run %s failed (attempt %d, retrying for up to %g s): %s",
+                self.run_id,
+                self._failures,
+                self.outage_window,
+                describe_error(err),
+            )
+        return None, delay
 
     def observe(self, state: RunState, now: float | None = None) -> RunState | None:
         """Log a change of status; return the final state once the run is over, else None."""
         now = time.monotonic() if now is None else now
+        self._failing_since, self._failures = None, 0
         seen = (state.native_status, state.status, state.message)
         if seen != self._last_seen:
             self._last_seen = seen
@@ -80,12 +181,16 @@ async def watch_run_async(
 ) -> tuple[RunState, bool]:
     """Poll until the run is over or its deadline (epoch seconds) passes; returns (state, timed_out)."""
     while True:
-        final = watch.observe(await read_state())
+        wait = poll_interval
+        try:
+            final = watch.observe(await read_state())
+        except Exception as err:
+            final, wait = watch.poll_failed(err)
         if final is not None:
             return final, False
         if deadline is not None and time.time() >= deadline:
             return timed_out_state(watch.run_id, deadline), True
-        await asyncio.sleep(_next_sleep(poll_interval, deadline))
+        await asyncio.sleep(_next_sleep(wait, deadline))
 
 
 def watch_run_sync(
@@ -93,9 +198,13 @@ def watch_run_sync(
 ) -> tuple[RunState, bool]:
     """The same loop for ``deferrable=False``, polling in the worker."""
     while True:
-        final = watch.observe(read_state())
+        wait = poll_interval
+        try:
+            final = watch.observe(read_state())
+        except Exception as err:
+            final, wait = watch.poll_failed(err)
         if final is not None:
             return final, False
         if deadline is not None and time.time() >= deadline:
             return timed_out_state(watch.run_id, deadline), True
-        time.sleep(_next_sleep(poll_interval, deadline))
+        time.sleep(_next_sleep(wait, deadline))

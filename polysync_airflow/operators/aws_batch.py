@@ -261,8 +261,5 @@ class AwsBatchJobOperator(PolysyncJobOperator):
             job_name=run.job_name,
             aws_conn_id=self.aws_conn_id,
             region_name=self.hook.effective_region,
-            poll_interval=self.poll_interval,
-            unknown_grace_period=self.unknown_grace_period,
-            deadline=deadline,
-            cancel_on_kill=self.cancel_on_kill,
+            **self.polling_kwargs(deadline),
         )

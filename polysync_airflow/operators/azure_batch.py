@@ -239,10 +239,7 @@ class AzureBatchJobOperator(PolysyncJobOperator):
             run_id=run.run_id,
             job_name=run.job_name,
             azure_batch_conn_id=self.azure_batch_conn_id,
-            poll_interval=self.poll_interval,
-            unknown_grace_period=self.unknown_grace_period,
-            deadline=deadline,
-            cancel_on_kill=self.cancel_on_kill,
+            **self.polling_kwargs(deadline),
         )
 
     def report_failure(self, run_id: str) -> None:

@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from polysync_airflow.links.base import PolysyncRunLink
-from polysync_airflow.polling import DEFAULT_UNKNOWN_GRACE_PERIOD, RunWatch, watch_run_sync
+from polysync_airflow.polling import DEFAULT_OUTAGE_WINDOW, DEFAULT_UNKNOWN_GRACE_PERIOD, RunWatch, watch_run_sync
 from polysync_airflow.status import RunState, RunStatus
 from polysync_airflow.triggers.base import PolysyncJobTrigger
 
@@ -34,6 +34,8 @@ class PolysyncJobOperator(BaseOperator):
     :param cancel_on_kill: stop the job when the task is killed, marked failed or success, or cleared.
     :param unknown_grace_period: seconds a job may stay unknown (for example not yet visible) before
         the task fails.
+    :param outage_window: seconds of transient service faults (throttling, 5xx, dropped connections,
+        timeouts) to ride out, retrying with capped exponential backoff, before the task fails.
 
     The operator's ``execution_timeout`` also bounds a deferred run: past it the job is terminated
     (when ``cancel_on_kill``) and the task fails.
@@ -48,6 +50,7 @@ class PolysyncJobOperator(BaseOperator):
         poll_interval: float = 30,
         cancel_on_kill: bool = True,
         unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
+        outage_window: float = DEFAULT_OUTAGE_WINDOW,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,6 +58,7 @@ class PolysyncJobOperator(BaseOperator):
         self.poll_interval = float(poll_interval)
         self.cancel_on_kill = cancel_on_kill
         self.unknown_grace_period = float(unknown_grace_period)
+        self.outage_window = float(outage_window)
         self._submitted: SubmittedRun | None = None
         self._finished = False
 
@@ -79,6 +83,16 @@ class PolysyncJobOperator(BaseOperator):
     def report_failure(self, run_id: str) -> None:
         """Log what the platform can tell about a failed run (e.g. the end of its error output)."""
 
+    def polling_kwargs(self, deadline: float | None) -> dict[str, Any]:
+        """The trigger arguments every platform shares."""
+        return {
+            "poll_interval": self.poll_interval,
+            "unknown_grace_period": self.unknown_grace_period,
+            "deadline": deadline,
+            "cancel_on_kill": self.cancel_on_kill,
+            "outage_window": self.outage_window,
+        }
+
     @abstractmethod
     def make_trigger(self, run: SubmittedRun, deadline: float | None) -> PolysyncJobTrigger:
         """The trigger that waits for ``run`` in the triggerer."""
@@ -93,7 +107,7 @@ class PolysyncJobOperator(BaseOperator):
         if self.deferrable:
             deadline = time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
             self.defer(trigger=self.make_trigger(run, deadline), method_name="execute_complete")
-        watch = RunWatch(run.run_id, self.unknown_grace_period, self.log)
+        watch = RunWatch(run.run_id, self.unknown_grace_period, self.log, self.outage_window, self.poll_interval)
         try:
             state, timed_out = watch_run_sync(lambda: self.read_state(run.run_id), watch, self.poll_interval, None)
         except BaseException:

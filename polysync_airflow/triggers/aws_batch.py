@@ -6,7 +6,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from polysync_airflow.hooks.aws_batch import AwsBatchHook
-from polysync_airflow.polling import DEFAULT_UNKNOWN_GRACE_PERIOD
 from polysync_airflow.status import RunState
 from polysync_airflow.triggers.base import PolysyncJobTrigger
 
@@ -20,19 +19,10 @@ class AwsBatchJobTrigger(PolysyncJobTrigger):
         job_name: str = "",
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
-        poll_interval: float = 30.0,
-        unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
-        deadline: float | None = None,
-        cancel_on_kill: bool = True,
+        **polling: Any,
     ) -> None:
-        super().__init__(
-            run_id=job_id,
-            job_name=job_name,
-            poll_interval=poll_interval,
-            unknown_grace_period=unknown_grace_period,
-            deadline=deadline,
-            cancel_on_kill=cancel_on_kill,
-        )
+        """``polling``: poll_interval, unknown_grace_period, deadline, cancel_on_kill, outage_window."""
+        super().__init__(run_id=job_id, job_name=job_name, **polling)
         self.job_id = job_id
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name

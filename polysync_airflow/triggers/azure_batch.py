@@ -8,7 +8,6 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from polysync_airflow.hooks.azure_batch import AzureBatchHook
-from polysync_airflow.polling import DEFAULT_UNKNOWN_GRACE_PERIOD
 from polysync_airflow.status import RunState
 from polysync_airflow.triggers.base import PolysyncJobTrigger
 
@@ -24,19 +23,10 @@ class AzureBatchJobTrigger(PolysyncJobTrigger):
         run_id: str,
         job_name: str = "",
         azure_batch_conn_id: str = "azure_batch_default",
-        poll_interval: float = 30.0,
-        unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
-        deadline: float | None = None,
-        cancel_on_kill: bool = True,
+        **polling: Any,
     ) -> None:
-        super().__init__(
-            run_id=run_id,
-            job_name=job_name,
-            poll_interval=poll_interval,
-            unknown_grace_period=unknown_grace_period,
-            deadline=deadline,
-            cancel_on_kill=cancel_on_kill,
-        )
+        """``polling``: poll_interval, unknown_grace_period, deadline, cancel_on_kill, outage_window."""
+        super().__init__(run_id=run_id, job_name=job_name, **polling)
         self.azure_batch_conn_id = azure_batch_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from polysync_airflow.polling import DEFAULT_UNKNOWN_GRACE_PERIOD, RunWatch, watch_run_async
+from polysync_airflow.polling import DEFAULT_OUTAGE_WINDOW, DEFAULT_UNKNOWN_GRACE_PERIOD, RunWatch, watch_run_async
 from polysync_airflow.status import RunState
 
 CANCEL_TIMEOUT_SECONDS = 20.0  # inside the triggerer's own on_kill_timeout (30 s by default)
@@ -33,6 +33,7 @@ class PolysyncJobTrigger(BaseTrigger):
         unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
         deadline: float | None = None,
         cancel_on_kill: bool = True,
+        outage_window: float = DEFAULT_OUTAGE_WINDOW,
     ) -> None:
         super().__init__()
         self.run_id = run_id
@@ -41,6 +42,7 @@ class PolysyncJobTrigger(BaseTrigger):
         self.unknown_grace_period = float(unknown_grace_period)
         self.deadline = deadline
         self.cancel_on_kill = cancel_on_kill
+        self.outage_window = float(outage_window)
         self._reported = False
 
     def _common_kwargs(self) -> dict[str, Any]:
@@ -50,6 +52,7 @@ class PolysyncJobTrigger(BaseTrigger):
             "unknown_grace_period": self.unknown_grace_period,
             "deadline": self.deadline,
             "cancel_on_kill": self.cancel_on_kill,
+            "outage_window": self.outage_window,
         }
 
     @abstractmethod
@@ -66,7 +69,7 @@ class PolysyncJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         async with self.client() as client:
-            watch = RunWatch(self.run_id, self.unknown_grace_period, self.log)
+            watch = RunWatch(self.run_id, self.unknown_grace_period, self.log, self.outage_window, self.poll_interval)
             state, timed_out = await watch_run_async(
                 lambda: self.read_state(client), watch, self.poll_interval, self.deadline
             )

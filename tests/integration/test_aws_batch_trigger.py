@@ -62,6 +62,7 @@ def test_serializes_only_ids_names_and_numbers(polysync_aws_conn):
         "unknown_grace_period": 60.0,
         "deadline": 1_800_000_000.0,
         "cancel_on_kill": False,
+        "outage_window": 600.0,
     }
     text = json.dumps(kwargs)
     assert "local-secret-key" not in text and "local-access-key" not in text
@@ -203,3 +204,41 @@ def test_the_deadline_without_cancel_on_kill_leaves_the_job(local_aws_batch, pol
     )
     assert asyncio.run(first_event(trigger))["timed_out"] is True
     assert "terminatejob" not in local_aws_batch.requests
+
+
+def _fault(status: int, code: str):
+    from polysync_airflow.testing._http import Response
+
+    return Response.json(status, {"__type": code, "message": f"injected {code}"}, **{"x-amzn-ErrorType": code})
+
+
+def test_transient_faults_while_polling_are_ridden_out(local_aws_batch, monkeypatch):
+    """botocore's own retries off: every injected fault reaches the trigger, which backs off and goes on."""
+    from polysync_airflow.testing.connections import aws_connection_env
+
+    env = aws_connection_env("aws_no_retry", local_aws_batch, config_kwargs={"retries": {"total_max_attempts": 1}})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    job_id = submit("aws_no_retry", 0.5)
+    for status, code in [
+        (429, "TooManyRequestsException"),
+        (400, "ThrottlingException"),
+        (503, "ServiceUnavailable"),
+        (500, "InternalServerError"),
+        (429, "TooManyRequestsException"),
+    ]:
+        local_aws_batch.fail_next("POST", "/v1/describejobs", _fault(status, code))
+    event = asyncio.run(first_event(AwsBatchJobTrigger(job_id=job_id, aws_conn_id="aws_no_retry", poll_interval=0.05)))
+    assert event["status"] == "Success"
+    assert sum("(injected" in r for r in local_aws_batch.requests) == 5
+
+
+def test_a_fault_that_cannot_heal_fails_the_run_at_once(local_aws_batch, polysync_aws_conn):
+    job_id = submit(polysync_aws_conn, 5)
+    local_aws_batch.fail_next("POST", "/v1/describejobs", _fault(403, "AccessDeniedException"))
+    event = asyncio.run(
+        first_event(AwsBatchJobTrigger(job_id=job_id, aws_conn_id=polysync_aws_conn, poll_interval=0.05))
+    )
+    assert event["status"] == "Failed"
+    assert "retrying cannot help" in event["message"] and "AccessDeniedException" in event["message"]
+    assert local_aws_batch.requests.count("describejobs") == 0  # the one poll was the injected fault

@@ -258,6 +258,7 @@ def test_trigger_serializes_only_ids_and_numbers(polysync_azure_conn):
         "unknown_grace_period": 120.0,
         "deadline": None,
         "cancel_on_kill": True,
+        "outage_window": 600.0,
     }
     assert AzureBatchJobTrigger(**json.loads(json.dumps(kwargs))).serialize() == (classpath, kwargs)
 
