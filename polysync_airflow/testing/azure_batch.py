@@ -61,15 +61,21 @@ def _now() -> datetime:
 
 
 @dataclass
-class Task:
+class _Resource:
+    """What jobs and tasks share: an id, the body they were created with, and a state history."""
+
     id: str
     body: dict[str, Any]
     state: str = "active"
     created: datetime = field(default_factory=_now)
     transition: datetime = field(default_factory=_now)
     previous_state: str | None = None
-    started: datetime | None = None
     ended: datetime | None = None
+
+
+@dataclass
+class Task(_Resource):
+    started: datetime | None = None
     exit_code: int | None = None
     failure_info: dict[str, Any] | None = None
     terminated: threading.Event = field(default_factory=threading.Event)
@@ -115,14 +121,7 @@ class Task:
 
 
 @dataclass
-class Job:
-    id: str
-    body: dict[str, Any]
-    state: str = "active"
-    created: datetime = field(default_factory=_now)
-    transition: datetime = field(default_factory=_now)
-    previous_state: str | None = None
-    ended: datetime | None = None
+class Job(_Resource):
     terminate_reason: str | None = None
     scheduling_error: dict[str, Any] | None = None
     tasks: dict[str, Task] = field(default_factory=dict)
