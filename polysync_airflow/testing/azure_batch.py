@@ -402,15 +402,19 @@ class LocalAzureBatch(LocalHttpEndpoint):
             )
         return value
 
-    def _create_job(self, body: dict[str, Any]) -> None:
-        job_id = self._check_id(body.get("id"))
-        if not body.get("poolInfo"):
+    @staticmethod
+    def _require(body: dict[str, Any], name: str) -> None:
+        if not body.get(name):
             raise BatchError(
                 400,
                 "MissingRequiredProperty",
                 "A required property was not specified in the request body.",
-                {"PropertyName": "poolInfo"},
+                {"PropertyName": name},
             )
+
+    def _create_job(self, body: dict[str, Any]) -> None:
+        job_id = self._check_id(body.get("id"))
+        self._require(body, "poolInfo")
         with self._lock:
             if job_id.lower() in self.jobs:
                 raise BatchError(409, "JobExists", "The specified job already exists.")
@@ -474,13 +478,7 @@ class LocalAzureBatch(LocalHttpEndpoint):
 
     def _create_task(self, job: Job, body: dict[str, Any]) -> None:
         task_id = self._check_id(body.get("id"))
-        if not body.get("commandLine"):
-            raise BatchError(
-                400,
-                "MissingRequiredProperty",
-                "A required property was not specified in the request body.",
-                {"PropertyName": "commandLine"},
-            )
+        self._require(body, "commandLine")
         with self._lock:
             if job.state == "completed":
                 raise BatchError(409, "JobCompleted", "The specified job is already in a completed state.")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from polysync_airflow.hooks.aws_batch import AwsBatchHook
@@ -39,13 +40,10 @@ class AwsBatchJobTrigger(PolysyncJobTrigger):
         )
 
     @asynccontextmanager
-    async def _open(self):
+    async def client(self) -> AsyncIterator[Any]:
         hook = AwsBatchHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
         async with await hook.get_async_conn() as client:
             yield client
-
-    def client(self) -> AbstractAsyncContextManager[Any]:
-        return self._open()
 
     async def read_state(self, client: Any) -> RunState:
         return await AwsBatchHook.aget_run_state(client, self.job_id)

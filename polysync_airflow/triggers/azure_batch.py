@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -36,15 +37,12 @@ class AzureBatchJobTrigger(PolysyncJobTrigger):
         )
 
     @asynccontextmanager
-    async def _open(self):
+    async def client(self) -> AsyncIterator[Any]:
         hook = AzureBatchHook(self.azure_batch_conn_id)
         # The connection lookup is a blocking call into the triggerer's supervisor.
         await sync_to_async(hook.validate)()
         async with hook.async_client() as client:
             yield client
-
-    def client(self) -> AbstractAsyncContextManager[Any]:
-        return self._open()
 
     async def read_state(self, client: Any) -> RunState:
         return await AzureBatchHook.aget_run_state(client, self.run_id)

@@ -20,3 +20,17 @@ def run_single_task(operator_class: type, **kwargs: Any):
         operator_class(task_id="job", **kwargs)
     dag_run = run_dag(dag)
     return dag_run, dag_run.get_task_instance("job")
+
+
+def run_example_dag(file_name: str, dag_id: str, connection_env: dict[str, str], monkeypatch: Any):
+    """Run one of ``example_dags/`` with fast polling and the given connections; returns the DagRun."""
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("POLYSYNC_EXAMPLE_POLL_INTERVAL", "0.2")
+    for name, value in connection_env.items():
+        monkeypatch.setenv(name, value)
+    dagbag = DagBag(dag_folder=str(Path(__file__).parents[2] / "example_dags" / file_name))
+    assert not dagbag.import_errors
+    return run_dag(dagbag.get_dag(dag_id))

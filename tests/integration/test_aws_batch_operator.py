@@ -9,7 +9,7 @@ import pytest
 
 from polysync_airflow import AwsBatchJobOperator
 from polysync_airflow.hooks.aws_batch import CANCEL_REASON
-from tests.integration.helpers import run_single_task
+from tests.integration.helpers import run_example_dag, run_single_task
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -321,19 +321,10 @@ def test_cancel_on_kill_false_leaves_the_job_running(local_aws_batch, polysync_a
 
 
 def test_the_example_dag_runs_to_success(local_aws_batch, monkeypatch):
-    from pathlib import Path
-
-    from airflow.dag_processing.dagbag import DagBag
-
     from polysync_airflow.testing.connections import aws_connection_env
-    from polysync_airflow.testing.dags import run_dag
 
-    monkeypatch.setenv("POLYSYNC_EXAMPLE_POLL_INTERVAL", "0.2")
-    for name, value in aws_connection_env("aws_default", local_aws_batch).items():
-        monkeypatch.setenv(name, value)
-    dagbag = DagBag(dag_folder=str(Path(__file__).parents[2] / "example_dags" / "aws_batch_job.py"))
-    assert not dagbag.import_errors
-    dag_run = run_dag(dagbag.get_dag("polysync_aws_batch_job"))
+    env = aws_connection_env("aws_default", local_aws_batch)
+    dag_run = run_example_dag("aws_batch_job.py", "polysync_aws_batch_job", env, monkeypatch)
     assert dag_run.state == "success"
     load = dag_run.get_task_instance("load_daily_orders").xcom_pull(task_ids="load_daily_orders")
     summary = dag_run.get_task_instance("summarize").xcom_pull(task_ids="summarize")

@@ -14,7 +14,7 @@ from polysync_airflow.hooks.azure_batch import CANCEL_REASON, AzureBatchHook
 from polysync_airflow.testing._http import Response
 from polysync_airflow.testing.connections import azure_connection_env
 from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
-from tests.integration.helpers import run_single_task
+from tests.integration.helpers import run_example_dag, run_single_task
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -367,18 +367,8 @@ def test_discovery_follows_every_page(local_azure_batch, polysync_azure_conn, ca
 
 
 def test_the_example_dag_runs_to_success(local_azure_batch, monkeypatch):
-    from pathlib import Path
-
-    from airflow.dag_processing.dagbag import DagBag
-
-    from polysync_airflow.testing.dags import run_dag
-
-    monkeypatch.setenv("POLYSYNC_EXAMPLE_POLL_INTERVAL", "0.2")
-    for name, value in azure_connection_env("azure_batch_default", local_azure_batch).items():
-        monkeypatch.setenv(name, value)
-    dagbag = DagBag(dag_folder=str(Path(__file__).parents[2] / "example_dags" / "azure_batch_job.py"))
-    assert not dagbag.import_errors
-    dag_run = run_dag(dagbag.get_dag("polysync_azure_batch_job"))
+    env = azure_connection_env("azure_batch_default", local_azure_batch)
+    dag_run = run_example_dag("azure_batch_job.py", "polysync_azure_batch_job", env, monkeypatch)
     assert dag_run.state == "success"
     score = dag_run.get_task_instance("score_customers").xcom_pull(task_ids="score_customers")
     publish = dag_run.get_task_instance("publish_scores").xcom_pull(task_ids="publish_scores")
