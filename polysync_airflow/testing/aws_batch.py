@@ -12,6 +12,7 @@ import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +253,8 @@ class LocalAwsBatch(LocalHttpEndpoint):
         self.queues: dict[str, JobQueue] = {}
         self.definitions: list[JobDefinition] = []
         self.jobs: dict[str, Job] = {}
+        self.describe_counts: Counter[str] = Counter()
+        """How often each job id was asked for in DescribeJobs (tests: "is anyone watching this job?")."""
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "submitjob": self.submit_job,
             "describejobs": self.describe_jobs,
@@ -391,6 +394,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
         if len(ids) > 100:
             raise ClientException("Too many job IDs: at most 100 are allowed")
         with self._lock:
+            self.describe_counts.update(ids)
             found = [job.describe() for job in map(self._job, ids) if job is not None]
         return {"jobs": found}
 

@@ -33,7 +33,7 @@ def e2e() -> Iterator[E2E]:
         shutil.copy(dag_file, dags / dag_file.name)
     # Jobs take a few seconds to start, as real ones do: a trigger that fires within a second of the
     # deferral races the scheduler (see the README, "Known Airflow limits").
-    with LocalAwsBatch(step_seconds=1.5) as aws, LocalAzureBatch(step_seconds=1.5) as azure:
+    with LocalAwsBatch(step_seconds=2.5) as aws, LocalAzureBatch(step_seconds=2.5) as azure:
         env = {
             **aws_connection_env("aws_default", aws),
             **azure_connection_env("azure_batch_default", azure),

@@ -154,13 +154,18 @@ def test_marking_a_deferred_task_failed_terminates_the_job(e2e, task_id):
     base = f"/api/v2/dags/polysync_e2e_long/dagRuns/{run_id}/taskInstances/{task_id}"
     job_id = cluster.api("GET", f"{base}/links?map_index=-1")["extra_links"]
     job_id = next(iter(job_id.values())).rsplit("/", 1)[-1]
+
     # Wait until the triggerer runs the trigger (it polls the job): Airflow calls on_kill only for a
     # trigger that is running; a trigger not yet picked up is dropped without it (see the README).
-    endpoint = e2e.aws if task_id == "aws_long" else e2e.azure
-    polled = "describejobs" if task_id == "aws_long" else f"GET /jobs/{job_id}/tasks/polysync"
+    def polled() -> bool:
+        if task_id == "aws_long":
+            return e2e.aws.describe_counts[job_id] > 0
+        return f"GET /jobs/{job_id}/tasks/polysync" in e2e.azure.requests
+
     deadline = time.monotonic() + 60
-    while polled not in endpoint.requests[-50:] and time.monotonic() < deadline:
+    while not polled() and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert polled(), f"the trigger of {task_id} never polled its job"
     time.sleep(2)
     cluster.api("PATCH", base, {"new_state": "failed"})
     deadline = time.monotonic() + 60
