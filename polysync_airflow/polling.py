@@ -67,8 +67,8 @@ def is_transient(err: BaseException) -> bool:
         code = (response.get("Error") or {}).get("Code")
         status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
         return code in TRANSIENT_CODES or status == 429 or status >= 500
-    status = getattr(err, "status_code", None)  # azure-core HttpResponseError
-    if isinstance(status, int):
+    status = getattr(err, "status_code", None)
+    if isinstance(status, int) and any(cls.__name__ == "HttpResponseError" for cls in type(err).__mro__):  # azure-core
         code = getattr(getattr(err, "error", None), "code", None)
         return code in TRANSIENT_CODES or status == 429 or status >= 500
     return False

@@ -114,6 +114,15 @@ def stringify_value(key: str, value: Any) -> str:
     )
 
 
+def reject_non_finite_numbers(parameters: Any) -> Any:
+    """At construction: Airflow stores the rendered fields as JSON before ``execute`` can name a NaN's key."""
+    if isinstance(parameters, Mapping):
+        for key, value in parameters.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PolysyncValidationError(f"parameters[{key!r}]", value, "must be a finite number")
+    return parameters
+
+
 def stringify_parameters(parameters: Any) -> dict[str, str]:
     """The flat string map both platforms send: Batch parameters on AWS, environment settings on Azure."""
     if parameters is None or parameters == "":

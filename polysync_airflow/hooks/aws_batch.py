@@ -11,7 +11,9 @@ from urllib.parse import quote
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+from botocore.config import Config
 
+from polysync_airflow.ownership import TRY_MARK, WATCHED_MARK, ExistingJob
 from polysync_airflow.status import RunState, RunStatus
 
 CANCEL_REASON = "Cancelled by Polysync"
@@ -41,6 +43,10 @@ def job_exit_code(job: Mapping[str, Any]) -> int | None:
     return code
 
 
+def is_cancel_reason(reason: str | None) -> bool:
+    return any(phrase in (reason or "").lower() for phrase in CANCELLATION_PHRASES)
+
+
 def decode_job(job_id: str, job: Mapping[str, Any] | None) -> RunState:
     """One DescribeJobs entry (or None: not found) as a :class:`RunState`."""
     if job is None:
@@ -49,7 +55,7 @@ def decode_job(job_id: str, job: Mapping[str, Any] | None) -> RunState:
     reason = job.get("statusReason") or ""
     exit_code = job_exit_code(job)
     status = AWS_BATCH_STATUS.get(native or "", RunStatus.UNKNOWN)
-    if status is RunStatus.FAILED and any(phrase in reason.lower() for phrase in CANCELLATION_PHRASES):
+    if status is RunStatus.FAILED and is_cancel_reason(reason):
         status = RunStatus.CANCELLED
     if reason:
         message = reason
@@ -58,6 +64,22 @@ def decode_job(job_id: str, job: Mapping[str, Any] | None) -> RunState:
     else:
         message = ""
     return RunState(job_id, status, message, exit_code, native)
+
+
+def existing_job(summary: Mapping[str, Any], detail: Mapping[str, Any] | None) -> ExistingJob:
+    """A ListJobs entry (and, for a job still running, its DescribeJobs entry with the tags) as :class:`ExistingJob`."""
+    status = summary.get("status") or ""
+    tags = (detail or {}).get("tags") or {}
+    submitted_by = tags.get(TRY_MARK, "")
+    return ExistingJob(
+        run_id=summary["jobId"],
+        native_status=status,
+        finished=AWS_BATCH_STATUS.get(status, RunStatus.RUNNING).is_terminal,
+        # A terminated job can stay RUNNING until its container stops; its status reason says so at once.
+        cancelling=is_cancel_reason(summary.get("statusReason") or (detail or {}).get("statusReason")),
+        watched=WATCHED_MARK in tags,
+        try_number=int(submitted_by) if submitted_by.isdigit() else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -128,12 +150,41 @@ class AwsBatchHook(AwsBaseHook):
 
     # -- calls (sync, in the worker) -----------------------------------------------------------------
 
+    @cached_property
+    def _submit_client(self) -> Any:
+        # SubmitJob is not idempotent: a retry by botocore after a lost answer would start a second job. The
+        # operator retries instead, after looking up whether the first attempt was accepted.
+        return self.get_client_type(config=self.config.merge(Config(retries={"total_max_attempts": 1})))
+
     def submit_job(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        return self.conn.submit_job(**request)
+        return self._submit_client.submit_job(**request)
 
     def describe_job(self, job_id: str) -> dict[str, Any] | None:
-        jobs = self.conn.describe_jobs(jobs=[job_id]).get("jobs", [])
+        jobs = self.describe_jobs([job_id])
         return jobs[0] if jobs else None
+
+    def describe_jobs(self, job_ids: list[str]) -> list[dict[str, Any]]:
+        return self.conn.describe_jobs(jobs=job_ids).get("jobs", [])
+
+    def find_jobs_named(self, job_name: str, job_queue: str) -> list[ExistingJob]:
+        """The jobs with this exact name in the queue, newest first (ListJobs, all pages, then their tags)."""
+        request: dict[str, Any] = {"jobQueue": job_queue, "filters": [{"name": "JOB_NAME", "values": [job_name]}]}
+        summaries: list[dict[str, Any]] = []
+        while True:
+            page = self.conn.list_jobs(**request)
+            summaries += [s for s in page.get("jobSummaryList", []) if s.get("jobName") == job_name]
+            if not page.get("nextToken"):
+                break
+            request["nextToken"] = page["nextToken"]
+        summaries.sort(key=lambda s: s.get("createdAt") or 0, reverse=True)
+        ids = [s["jobId"] for s in summaries]  # tags are only in DescribeJobs, up to 100 ids per call
+        details = {job["jobId"]: job for i in range(0, len(ids), 100) for job in self.describe_jobs(ids[i : i + 100])}
+        return [existing_job(s, details.get(s["jobId"])) for s in summaries]
+
+    def mark_watched(self, job_id: str, watcher: str) -> None:
+        job = self.describe_job(job_id)
+        if job is not None and WATCHED_MARK not in (job.get("tags") or {}):
+            self.conn.tag_resource(resourceArn=job["jobArn"], tags={WATCHED_MARK: watcher})
 
     def get_run_state(self, job_id: str) -> RunState:
         return decode_job(job_id, self.describe_job(job_id))
@@ -171,3 +222,9 @@ class AwsBatchHook(AwsBaseHook):
     @staticmethod
     async def aterminate_job(client: Any, job_id: str, reason: str = CANCEL_REASON) -> None:
         await client.terminate_job(jobId=job_id, reason=reason)
+
+    @staticmethod
+    async def amark_watched(client: Any, job_id: str, watcher: str) -> None:
+        jobs = (await client.describe_jobs(jobs=[job_id])).get("jobs", [])
+        if jobs and WATCHED_MARK not in (jobs[0].get("tags") or {}):
+            await client.tag_resource(resourceArn=jobs[0]["jobArn"], tags={WATCHED_MARK: watcher})

@@ -12,6 +12,8 @@ from urllib.parse import quote, urlparse
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from polysync_airflow.ownership import WATCHED_MARK, ExistingJob
+from polysync_airflow.polling import is_transient
 from polysync_airflow.status import RunState, RunStatus
 
 CANCEL_REASON = "Cancelled by Polysync"
@@ -87,6 +89,34 @@ def split_run_id(run_id: str) -> tuple[str, str]:
     return job_id, task_id
 
 
+def is_watched(job: Any) -> bool:
+    return any(_get(item, "name") == WATCHED_MARK for item in _get(job, "metadata") or [])
+
+
+def existing_job(job: Any, task_id: str, try_number: int) -> ExistingJob:
+    """A Batch job (``id``, ``state``, ``metadata``) as :class:`ExistingJob`."""
+    state = _get(job, "state") or ""
+    return ExistingJob(
+        run_id=f"{_get(job, 'id')}/{task_id}",
+        native_status=state,
+        finished=state == "completed",
+        cancelling=state in ("terminating", "deleting"),
+        watched=is_watched(job),
+        try_number=try_number,
+    )
+
+
+def watched_metadata(job: Any, watcher: str) -> dict[str, Any] | None:
+    """The job update that marks an active job watched, or None (marked already, or no longer active)."""
+    if _get(job, "state") != "active" or is_watched(job):
+        return None
+    items = [{"name": _get(i, "name"), "value": _get(i, "value")} for i in _get(job, "metadata") or []]
+    return {"metadata": [*items, {"name": WATCHED_MARK, "value": watcher}]}
+
+
+_WATCH_FIELDS = ["id", "state", "metadata"]
+
+
 @dataclass(frozen=True)
 class JobTemplateInfo:
     """One Batch job that can serve as a template (discovery)."""
@@ -149,7 +179,18 @@ class AzureBatchHook(BaseHook):
 
     def validate(self) -> None:
         """Check the connection holds what a call needs (no request is made)."""
-        _ = self.account_url
+        url, conn = self.account_url, self.connection
+        if conn.password and not conn.login:
+            raise AirflowFailException(
+                f"Connection {self.azure_batch_conn_id!r} has an account key (password) but no account name (login): "
+                "set the login to the Batch account name, or remove the key to use Microsoft Entra ID"
+            )
+        if not conn.password and urlparse(url).scheme != "https":
+            raise AirflowFailException(
+                f"Connection {self.azure_batch_conn_id!r} has no account key (password), so it would use Microsoft "
+                f"Entra ID, which needs an https account_url, not {url!r}: set the password to the account key, or "
+                "use the https endpoint"
+            )
 
     def monitor_url(self, job_id: str) -> str:
         """The portal page of a job, or "" (with a warning naming the missing extra) when unknown."""
@@ -218,6 +259,8 @@ class AzureBatchHook(BaseHook):
         """A Batch error as the message a user can act on (never containing the account key)."""
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
+        if is_transient(err):  # kept as it is, so callers can retry it
+            return err
         code = getattr(getattr(err, "error", None), "code", None)
         if code == "AuthenticationFailed" or isinstance(err, ClientAuthenticationError):
             return AirflowFailException(
@@ -273,6 +316,32 @@ class AzureBatchHook(BaseHook):
             await client.terminate_task(job_id, task_id)
         with contextlib.suppress(ResourceExistsError):
             await client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
+
+    def find_job(self, job_id: str) -> Any | None:
+        """A job's id, state and metadata (JobExists, before creating one), or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.client.get_job(job_id, select=_WATCH_FIELDS)
+        except ResourceNotFoundError:
+            return None
+
+    def mark_watched(self, run_id: str, watcher: str) -> None:
+        from azure.batch import models
+
+        job_id, _ = split_run_id(run_id)
+        update = watched_metadata(self.client.get_job(job_id, select=_WATCH_FIELDS), watcher)
+        if update is not None:
+            self.client.update_job(job_id, models.BatchJobUpdateOptions(update))
+
+    @staticmethod
+    async def amark_watched(client: Any, run_id: str, watcher: str) -> None:
+        from azure.batch import models
+
+        job_id, _ = split_run_id(run_id)
+        update = watched_metadata(await client.get_job(job_id, select=_WATCH_FIELDS), watcher)
+        if update is not None:
+            await client.update_job(job_id, models.BatchJobUpdateOptions(update))
 
     def list_job_templates(self) -> list[JobTemplateInfo]:
         """Every job of the account (``$select=id,displayName,state``, all pages)."""

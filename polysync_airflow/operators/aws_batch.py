@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from polysync_airflow.hooks.aws_batch import AwsBatchHook
 from polysync_airflow.links.aws_batch import AwsBatchJobLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
+from polysync_airflow.ownership import TRY_MARK, ExistingJob, TaskInstanceKey
 from polysync_airflow.status import RunState
 from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
 from polysync_airflow.validation import (
@@ -19,6 +19,7 @@ from polysync_airflow.validation import (
     as_int,
     as_json,
     as_optional_str,
+    reject_non_finite_numbers,
     stringify_parameters,
 )
 
@@ -32,22 +33,23 @@ JOB_QUEUE_RE = re.compile(rf"^(?:{_NAME}|{_ARN}:job-queue/{_NAME})$")
 DEPENDENCY_TYPES = ("SEQUENTIAL", "N_TO_N")
 
 
-def new_job_name() -> str:
-    return f"Polysync-{uuid.uuid4()}"
+def job_name_for(key: TaskInstanceKey) -> str:
+    """``Polysync-<guid>``, the same guid for every try of the task instance (so a retry can look it up)."""
+    return f"Polysync-{key.uuid}"
 
 
 def validate_tags(value: Any) -> dict[str, str] | None:
     if value is None or value == "":
         return None
     tags = as_json("tags", value, dict)
-    if len(tags) > 50:
-        raise PolysyncValidationError("tags", value, "at most 50 tags are allowed")
+    if len(tags) > 48:
+        raise PolysyncValidationError("tags", value, "at most 48 tags are allowed (AWS allows 50; Polysync uses 2)")
     for key, tag_value in tags.items():
-        if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+        if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith(("aws:", "polysync:")):
             raise PolysyncValidationError(
                 f"tags[{key!r}]",
                 tag_value,
-                "tag keys must be 1-128 characters and must not start with 'aws:'",
+                "tag keys must be 1-128 characters and must not start with 'aws:' or 'polysync:' (reserved)",
             )
         if not isinstance(tag_value, str) or len(tag_value) > 256:
             raise PolysyncValidationError(
@@ -91,19 +93,19 @@ def build_submit_job_request(
     depends_on: Any = None,
 ) -> dict[str, Any]:
     """Validate the job arguments and build SubmitJob's request; only the optional fields that are set."""
-    if not isinstance(job_definition, str) or not JOB_DEFINITION_RE.match(job_definition):
+    if not isinstance(job_definition, str) or not JOB_DEFINITION_RE.fullmatch(job_definition):
         raise PolysyncValidationError(
             "job_definition",
             job_definition,
             "must be a job definition name, name:revision (revision a positive integer) or a Batch job-definition ARN",
         )
-    if not job_queue:
+    if job_queue in (None, ""):
         raise PolysyncValidationError(
             "job_queue",
             job_queue,
             "no job queue: pass job_queue= or set default_job_queue in the connection's extra",
         )
-    if not isinstance(job_queue, str) or not JOB_QUEUE_RE.match(job_queue):
+    if not isinstance(job_queue, str) or not JOB_QUEUE_RE.fullmatch(job_queue):
         raise PolysyncValidationError("job_queue", job_queue, "must be a job queue name or a Batch job-queue ARN")
     request: dict[str, Any] = {
         "jobName": job_name,
@@ -204,7 +206,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         super().__init__(deferrable=deferrable, poll_interval=poll_interval, cancel_on_kill=cancel_on_kill, **kwargs)
         self.job_definition = job_definition
         self.job_queue = job_queue
-        self.parameters = parameters
+        self.parameters = reject_non_finite_numbers(parameters)
         self.share_identifier = share_identifier
         self.scheduling_priority_override = scheduling_priority_override
         self.attempt_duration_seconds = attempt_duration_seconds
@@ -221,11 +223,11 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     def hook(self) -> AwsBatchHook:
         return AwsBatchHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name or None)
 
-    def prepare(self, context: Context) -> None:
+    def prepare(self, context: Context, key: TaskInstanceKey) -> None:
         self._request = build_submit_job_request(
-            job_name=new_job_name(),
+            job_name=job_name_for(key),
             job_definition=self.job_definition,
-            job_queue=self.job_queue or self.hook.default_job_queue,
+            job_queue=self.hook.default_job_queue if self.job_queue in (None, "") else self.job_queue,
             parameters=self.parameters,
             share_identifier=self.share_identifier,
             scheduling_priority_override=self.scheduling_priority_override,
@@ -237,17 +239,28 @@ class AwsBatchJobOperator(PolysyncJobOperator):
             depends_on=self.depends_on,
         )
 
-    def submit(self, context: Context) -> SubmittedRun:
+    def find_existing_jobs(self, key: TaskInstanceKey) -> list[ExistingJob]:
         assert self._request is not None
+        return self.hook.find_jobs_named(self._request["jobName"], self._request["jobQueue"])
+
+    def submit(self, key: TaskInstanceKey) -> SubmittedRun:
+        assert self._request is not None
+        request = {**self._request, "tags": {**self._request.get("tags", {}), TRY_MARK: str(key.try_number)}}
         self.log.info(
             "Submitting AWS Batch job %s: definition %s, queue %s",
-            self._request["jobName"],
-            self._request["jobDefinition"],
-            self._request["jobQueue"],
+            request["jobName"],
+            request["jobDefinition"],
+            request["jobQueue"],
         )
-        response = self.hook.submit_job(self._request)
-        job_id = response["jobId"]
-        return SubmittedRun(job_id, response.get("jobName", self._request["jobName"]), self.hook.monitor_url(job_id))
+        job_id = self.hook.submit_job(request)["jobId"]
+        return SubmittedRun(job_id, request["jobName"], self.hook.monitor_url(job_id))
+
+    def reattach(self, job: ExistingJob) -> SubmittedRun:
+        assert self._request is not None
+        return SubmittedRun(job.run_id, self._request["jobName"], self.hook.monitor_url(job.run_id))
+
+    def mark_watched(self, run_id: str) -> None:
+        self.hook.mark_watched(run_id, "worker")
 
     def read_state(self, run_id: str) -> RunState:
         return self.hook.get_run_state(run_id)

@@ -11,12 +11,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from polysync_airflow.hooks.azure_batch import AzureBatchHook
+from polysync_airflow.hooks.azure_batch import AzureBatchHook, existing_job, split_run_id
 from polysync_airflow.links.azure_batch import AzureBatchJobLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
+from polysync_airflow.ownership import ExistingJob, TaskInstanceKey
+from polysync_airflow.polling import is_transient
 from polysync_airflow.status import RunState
 from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
-from polysync_airflow.validation import PolysyncValidationError, as_optional_str, stringify_parameters
+from polysync_airflow.validation import (
+    PolysyncValidationError,
+    as_optional_str,
+    reject_non_finite_numbers,
+    stringify_parameters,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -27,15 +34,16 @@ TASK_ID = "polysync"
 STDERR_TAIL_LINES = 20
 
 
-def new_job_id() -> str:
-    return f"polysync-{uuid.uuid4().hex}"
+def job_id_for(key: TaskInstanceKey, try_number: int) -> str:
+    """The job of one try of the task instance: ``polysync-<guid of the task instance>-<try>``."""
+    return f"polysync-{key.uuid.hex}-{try_number}"
 
 
 def environment_settings(parameters: Any) -> list[dict[str, str]]:
     """Parameters as the task's ``environmentSettings`` (same stringification as AWS)."""
     settings = []
     for name, value in stringify_parameters(parameters).items():
-        if not ENV_NAME_RE.match(name):
+        if not ENV_NAME_RE.fullmatch(name):
             raise PolysyncValidationError(
                 f"parameters[{name!r}]",
                 value,
@@ -137,19 +145,20 @@ class AzureBatchJobOperator(PolysyncJobOperator):
     ) -> None:
         super().__init__(deferrable=deferrable, poll_interval=poll_interval, cancel_on_kill=cancel_on_kill, **kwargs)
         self.template_job_id = template_job_id
-        self.parameters = parameters
+        self.parameters = reject_non_finite_numbers(parameters)
         self.command_line = command_line
         self.container_image = container_image
         self.container_run_options = container_run_options
         self.azure_batch_conn_id = azure_batch_conn_id
         self._environment: list[dict[str, str]] = []
+        self._taken_job_ids: set[str] = set()
 
     @cached_property
     def hook(self) -> AzureBatchHook:
         return AzureBatchHook(self.azure_batch_conn_id)
 
-    def prepare(self, context: Context) -> None:
-        if not isinstance(self.template_job_id, str) or not BATCH_ID_RE.match(self.template_job_id):
+    def prepare(self, context: Context, key: TaskInstanceKey) -> None:
+        if not isinstance(self.template_job_id, str) or not BATCH_ID_RE.fullmatch(self.template_job_id):
             raise PolysyncValidationError(
                 "template_job_id",
                 self.template_job_id,
@@ -187,16 +196,27 @@ class AzureBatchJobOperator(PolysyncJobOperator):
             ) from None
         return template, pool_id
 
-    def submit(self, context: Context) -> SubmittedRun:
-        from azure.batch import models
+    def find_existing_jobs(self, key: TaskInstanceKey) -> list[ExistingJob]:
+        """This try's job id, then the earlier tries' (newest first), up to the first one that exists."""
+        for try_number in range(key.try_number, 0, -1):
+            job_id = job_id_for(key, try_number)
+            try:
+                job = self.hook.find_job(job_id)
+            except Exception as err:
+                raise self.hook.explain(err) from err
+            if job is not None:
+                self._taken_job_ids.add(job_id)
+                return [existing_job(job, TASK_ID, try_number)]
+        return []
 
-        client = self.hook.client
+    def _plan(self, job_id: str) -> AzureJobPlan:
         try:
             template, pool_id = self._read_template()
         except Exception as err:
             raise self.hook.explain(err) from err
-        plan = build_job_plan(
-            job_id=new_job_id(),
+        self.log.info("Job %s: from template %s on pool %s", job_id, self.template_job_id, pool_id)
+        return build_job_plan(
+            job_id=job_id,
             display_name=f"{self.dag_id}.{self.task_id}",
             template=template,
             environment=self._environment,
@@ -204,21 +224,56 @@ class AzureBatchJobOperator(PolysyncJobOperator):
             container_image=self.container_image,
             container_run_options=self.container_run_options,
         )
-        job_id = plan.job["id"]
-        self.log.info("Creating Azure Batch job %s from template %s on pool %s", job_id, self.template_job_id, pool_id)
+
+    def submit(self, key: TaskInstanceKey) -> SubmittedRun:
+        from azure.batch import models
+        from azure.core.exceptions import ResourceExistsError
+
+        job_id = job_id_for(key, key.try_number)
+        if job_id in self._taken_job_ids:  # this very try ran before (e.g. `airflow tasks test` again)
+            job_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
+        plan = self._plan(job_id)
+        self.log.info("Creating Azure Batch job %s", job_id)
         try:
-            client.create_job(models.BatchJobCreateOptions(plan.job))
+            self.hook.client.create_job(models.BatchJobCreateOptions(plan.job))
+        except ResourceExistsError:
+            # JobExists for an id that was free a moment ago: the SDK retried a create the service had accepted.
+            self.log.info("Job %s exists already: an earlier attempt of this submission created it", job_id)
         except Exception as err:
             raise self.hook.explain(err) from err
+        return self._finish_submission(job_id, plan.task)
+
+    def reattach(self, job: ExistingJob) -> SubmittedRun:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        job_id, _ = split_run_id(job.run_id)
         try:
-            client.create_task(job_id, models.BatchTaskCreateOptions(plan.task))
+            self.hook.client.get_task(job_id, TASK_ID, select=["id"])
+            task = None
+        except ResourceNotFoundError:  # the try that created the job died before adding its task
+            task = self._plan(job_id).task
+        return self._finish_submission(job_id, task)
+
+    def _finish_submission(self, job_id: str, task: dict[str, Any] | None) -> SubmittedRun:
+        """Add the task (unless it is there) and let the job end with it. Safe to repeat."""
+        from azure.batch import models
+        from azure.core.exceptions import ResourceExistsError
+
+        client = self.hook.client
+        try:
+            if task is not None:
+                try:
+                    client.create_task(job_id, models.BatchTaskCreateOptions(task))
+                except ResourceExistsError as err:
+                    if getattr(err.error, "code", None) != "TaskExists":
+                        raise
             # Created with noaction: a job with no tasks counts as complete, so terminatejob could end it early.
             client.update_job(job_id, models.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"}))
         except Exception as err:
-            self._remove_job(job_id)
+            if not is_transient(err):  # a transient fault leaves the job for the retry to find and finish
+                self._remove_job(job_id)
             raise self.hook.explain(err) from err
-        run_id = f"{job_id}/{TASK_ID}"
-        return SubmittedRun(run_id, job_id, self.hook.monitor_url(job_id))
+        return SubmittedRun(f"{job_id}/{TASK_ID}", job_id, self.hook.monitor_url(job_id))
 
     def _remove_job(self, job_id: str) -> None:
         """Leave nothing behind when the submission could not be completed."""
@@ -233,6 +288,9 @@ class AzureBatchJobOperator(PolysyncJobOperator):
 
     def cancel(self, run_id: str) -> None:
         self.hook.terminate_run(run_id)
+
+    def mark_watched(self, run_id: str) -> None:
+        self.hook.mark_watched(run_id, "worker")
 
     def make_trigger(self, run: SubmittedRun, deadline: float | None) -> AzureBatchJobTrigger:
         return AzureBatchJobTrigger(

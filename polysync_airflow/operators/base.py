@@ -11,12 +11,23 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from polysync_airflow.links.base import PolysyncRunLink
-from polysync_airflow.polling import DEFAULT_OUTAGE_WINDOW, DEFAULT_UNKNOWN_GRACE_PERIOD, RunWatch, watch_run_sync
+from polysync_airflow.ownership import ExistingJob, TaskInstanceKey, choose_job_to_adopt
+from polysync_airflow.polling import (
+    DEFAULT_OUTAGE_WINDOW,
+    DEFAULT_UNKNOWN_GRACE_PERIOD,
+    RunWatch,
+    describe_error,
+    is_transient,
+    watch_run_sync,
+)
 from polysync_airflow.status import RunState, RunStatus
 from polysync_airflow.triggers.base import PolysyncJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+SUBMIT_ATTEMPTS = 4  # a submit refused for a transient fault is retried twice more, 1, 2 then 4 s later
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,24 @@ class PolysyncJobOperator(BaseOperator):
     # -- what a platform provides ------------------------------------------------------------------
 
     @abstractmethod
-    def prepare(self, context: Context) -> None:
+    def prepare(self, context: Context, key: TaskInstanceKey) -> None:
         """Validate every argument and build the request. No request may leave the machine here."""
 
     @abstractmethod
-    def submit(self, context: Context) -> SubmittedRun:
-        """Start the job on the platform."""
+    def find_existing_jobs(self, key: TaskInstanceKey) -> list[ExistingJob]:
+        """The jobs earlier tries (or this one) of the task instance started, newest first."""
+
+    @abstractmethod
+    def submit(self, key: TaskInstanceKey) -> SubmittedRun:
+        """Start a new job on the platform."""
+
+    @abstractmethod
+    def reattach(self, job: ExistingJob) -> SubmittedRun:
+        """Take over a job an earlier try submitted (finishing its submission where needed)."""
+
+    @abstractmethod
+    def mark_watched(self, run_id: str) -> None:
+        """Record on the job that a worker polls it, so later tries never adopt it (see ownership.py)."""
 
     @abstractmethod
     def read_state(self, run_id: str) -> RunState:
@@ -100,20 +123,69 @@ class PolysyncJobOperator(BaseOperator):
     # -- the shared flow -----------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        self.prepare(context)
-        run = self._submitted = self.submit(context)
-        self.log.info("Submitted run %s (job name %s). Monitor it at %s", run.run_id, run.job_name, run.monitor_url)
+        run = self._submitted = self.start_run(context)
+        self.log.info("Monitor run %s (job name %s) at %s", run.run_id, run.job_name, run.monitor_url)
         self.link_class.persist(context, run.monitor_url)
         if self.deferrable:
             deadline = time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
             self.defer(trigger=self.make_trigger(run, deadline), method_name="execute_complete")
+        marked = False
+
+        def poll() -> RunState:
+            nonlocal marked
+            state = self.read_state(run.run_id)
+            if state.status is RunStatus.RUNNING and not marked:
+                marked = True
+                try:
+                    self.mark_watched(run.run_id)
+                except Exception as err:  # the mark only guards reattaching; polling goes on without it
+                    self.log.warning("Could not mark run %s as watched: %s", run.run_id, describe_error(err))
+            return state
+
         watch = RunWatch(run.run_id, self.unknown_grace_period, self.log, self.outage_window, self.poll_interval)
         try:
-            state, timed_out = watch_run_sync(lambda: self.read_state(run.run_id), watch, self.poll_interval, None)
+            state, timed_out = watch_run_sync(poll, watch, self.poll_interval, None)
         except BaseException:
             self._cancel_after_interruption()
             raise
         return self._finish(state.to_event() | {"timed_out": timed_out}, run)
+
+    def start_run(self, context: Context) -> SubmittedRun:
+        """Validate, then reattach to the task instance's unwatched running job, or submit a new one."""
+        key = TaskInstanceKey.from_context(context)
+        self.prepare(context, key)
+        adopted = choose_job_to_adopt(self.find_existing_jobs(key), self.log)
+        if adopted is not None:
+            return self._reattach(adopted, "nobody watches it (the try that submitted it ended before deferring)")
+        attempt = 1
+        while True:
+            try:
+                run = self.submit(key)
+            except Exception as err:
+                if not is_transient(err) or attempt == SUBMIT_ATTEMPTS:
+                    raise
+                self.log.warning(
+                    "Submitting failed (attempt %d of %d): %s. Checking whether the service accepted it anyway",
+                    attempt,
+                    SUBMIT_ATTEMPTS,
+                    describe_error(err),
+                )
+                time.sleep(2 ** (attempt - 1))
+                attempt += 1
+                # If this lookup fails too, the try fails and the next try looks again: never submit blind.
+                adopted = choose_job_to_adopt(self.find_existing_jobs(key), self.log, own_try=key.try_number)
+                if adopted is not None:
+                    return self._reattach(adopted, "the service had accepted the failed-looking submission")
+            else:
+                self.log.info("Submitted run %s for %s", run.run_id, key)
+                return run
+
+    def _reattach(self, job: ExistingJob, why: str) -> SubmittedRun:
+        run = self.reattach(job)
+        self.log.info(
+            "Reattached to run %s (%s) instead of submitting a new one: %s", run.run_id, job.native_status, why
+        )
+        return run
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         monitor_url = self.link_class.stored_url(context)

@@ -24,6 +24,10 @@ class Response:
         return cls(status, json.dumps(payload).encode(), {"Content-Type": content_type, **headers})
 
 
+LOST_ANSWER = Response(0)
+"""For :meth:`LocalHttpEndpoint.fail_next`: carry the request out, then close the connection unanswered."""
+
+
 @dataclass
 class Request:
     method: str
@@ -52,6 +56,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         request = Request(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
         response = self.server.endpoint.injected_fault(request) or self.server.endpoint.dispatch(request)
+        if response is LOST_ANSWER:  # carried out, but the client never hears back
+            self.server.endpoint.dispatch(request)
+            self.close_connection = True
+            return
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -70,6 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # the default backlog (5) overflows when many clients connect at once
     endpoint: LocalHttpEndpoint
 
 
@@ -109,7 +118,10 @@ class LocalHttpEndpoint:
         return json.loads(Path(seed).read_text())
 
     def fail_next(self, method: str, path_pattern: str, response: Response) -> None:
-        """Answer the next ``method`` request whose path matches ``path_pattern`` (a regex) with ``response``."""
+        """Answer the next ``method`` request whose path matches ``path_pattern`` (a regex) with ``response``.
+
+        With :data:`LOST_ANSWER`, the request is carried out but its answer is lost (the connection closes).
+        """
         with self._log_lock:
             self._faults.append((method, re.compile(path_pattern), response))
 
@@ -119,7 +131,8 @@ class LocalHttpEndpoint:
                 method, pattern, response = fault
                 if request.method == method and pattern.search(request.path):
                     self._faults.remove(fault)
-                    self.requests.append(f"{method} {request.path} (injected {response.status})")
+                    what = "answer lost" if response is LOST_ANSWER else f"injected {response.status}"
+                    self.requests.append(f"{method} {request.path} ({what})")
                     return response
         return None
 

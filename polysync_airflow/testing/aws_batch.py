@@ -17,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from polysync_airflow.testing._http import LocalHttpEndpoint, Request, Response
 from polysync_airflow.testing.runner import LocalJobRunner
 
+_TAGS_PATH = "/v1/tags/"
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 REASON_EXITED = "Essential container in task exited"
 REASON_TIMEOUT = "Job attempt duration exceeded timeout"
@@ -120,6 +122,7 @@ class Job:
     array_index: int | None = None
     children: list[Job] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_stream_name(self) -> str:
@@ -161,7 +164,7 @@ class Job:
             "dependsOn": list(req.get("dependsOn", [])),
             "jobDefinition": self.definition.arn,
             "parameters": dict(self.parameters),
-            "tags": dict(req.get("tags", {})),
+            "tags": dict(self.tags),
             "propagateTags": bool(req.get("propagateTags", self.definition.propagate_tags)),
             "platformCapabilities": ["EC2"],
         }
@@ -301,11 +304,17 @@ class LocalAwsBatch(LocalHttpEndpoint):
     def dispatch(self, request: Request) -> Response:
         operation = request.path.rstrip("/").rsplit("/", 1)[-1].lower()
         handler = self._operations.get(operation) if request.method == "POST" else None
+        resource: dict[str, str] = {}
+        if request.path.startswith(_TAGS_PATH) and request.method in ("GET", "POST"):
+            # TagResource and ListTagsForResource: /v1/tags/{resourceArn}
+            operation = "tagresource" if request.method == "POST" else "listtagsforresource"
+            handler = self.tag_resource if request.method == "POST" else self.list_tags_for_resource
+            resource = {"resourceArn": unquote(request.path[len(_TAGS_PATH) :])}
         self.record(operation)
         if handler is None:
             return self._error(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
         try:
-            return Response.json(200, handler(request.json()))
+            return Response.json(200, handler({**request.json(), **resource}))
         except ClientException as exc:
             return self._error(400, ClientException.code, str(exc))
         except (KeyError, TypeError, ValueError) as exc:
@@ -370,6 +379,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
         job_id = str(uuid.uuid4())
         parameters = {**definition.parameters, **body.get("parameters", {})}
         job = Job(job_id, name, self._arn("job", job_id), queue, definition, parameters, body)
+        job.tags = dict(body.get("tags", {}))
         if size:
             job.children = [
                 Job(
@@ -443,6 +453,23 @@ class LocalAwsBatch(LocalHttpEndpoint):
         if token:
             result["nextToken"] = token
         return result
+
+    def _tagged_job(self, arn: str) -> Job:
+        job = self._job(arn.rpartition(":job/")[2]) if arn.startswith(self._arn("job", "")) else None
+        if job is None:
+            raise ClientException(f"Resource {arn} not found")
+        return job
+
+    def tag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._tagged_job(body["resourceArn"])
+        with self._lock:
+            job.tags = {**job.tags, **body["tags"]}
+        return {}
+
+    def list_tags_for_resource(self, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._tagged_job(body["resourceArn"])
+        with self._lock:
+            return {"tags": dict(job.tags)}
 
     def describe_job_definitions(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

@@ -50,3 +50,6 @@ class AwsBatchJobTrigger(PolysyncJobTrigger):
 
     async def cancel(self, client: Any) -> None:
         await AwsBatchHook.aterminate_job(client, self.job_id)
+
+    async def mark_watched(self, client: Any) -> None:
+        await AwsBatchHook.amark_watched(client, self.job_id, "triggerer")

@@ -49,3 +49,6 @@ class AzureBatchJobTrigger(PolysyncJobTrigger):
 
     async def cancel(self, client: Any) -> None:
         await AzureBatchHook.aterminate_run(client, self.run_id)
+
+    async def mark_watched(self, client: Any) -> None:
+        await AzureBatchHook.amark_watched(client, self.run_id, "triggerer")

@@ -10,8 +10,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from polysync_airflow.polling import DEFAULT_OUTAGE_WINDOW, DEFAULT_UNKNOWN_GRACE_PERIOD, RunWatch, watch_run_async
-from polysync_airflow.status import RunState
+from polysync_airflow.polling import (
+    DEFAULT_OUTAGE_WINDOW,
+    DEFAULT_UNKNOWN_GRACE_PERIOD,
+    RunWatch,
+    describe_error,
+    watch_run_async,
+)
+from polysync_airflow.status import RunState, RunStatus
 
 CANCEL_TIMEOUT_SECONDS = 20.0  # inside the triggerer's own on_kill_timeout (30 s by default)
 
@@ -67,16 +73,34 @@ class PolysyncJobTrigger(BaseTrigger):
     async def cancel(self, client: Any) -> None:
         """Stop the run on the platform."""
 
+    @abstractmethod
+    async def mark_watched(self, client: Any) -> None:
+        """Record on the job that a trigger watches it, so later tries never adopt it (see ownership.py)."""
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        watch = RunWatch(self.run_id, self.unknown_grace_period, self.log, self.outage_window, self.poll_interval)
         async with self.client() as client:
-            watch = RunWatch(self.run_id, self.unknown_grace_period, self.log, self.outage_window, self.poll_interval)
-            state, timed_out = await watch_run_async(
-                lambda: self.read_state(client), watch, self.poll_interval, self.deadline
-            )
+            marked = False
+
+            async def poll() -> RunState:
+                nonlocal marked
+                state = await self.read_state(client)
+                if state.status is RunStatus.RUNNING and not marked:
+                    marked = True
+                    await self._mark_watched_quietly(client)
+                return state
+
+            state, timed_out = await watch_run_async(poll, watch, self.poll_interval, self.deadline)
             if timed_out and self.cancel_on_kill:
                 await self._cancel_quietly(client)
         self._reported = True  # before yielding: the triggerer may never resume us
         yield TriggerEvent({**state.to_event(), "job_name": self.job_name, "timed_out": timed_out})
+
+    async def _mark_watched_quietly(self, client: Any) -> None:
+        try:
+            await self.mark_watched(client)
+        except Exception as err:  # the mark only guards reattaching; polling goes on without it
+            self.log.warning("Could not mark run %s as watched: %s", self.run_id, describe_error(err))
 
     async def on_kill(self) -> None:
         """The user marked the task failed or success, or cleared it: stop the run (never raises)."""

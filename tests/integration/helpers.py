@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from airflow.sdk import DAG
@@ -34,3 +36,11 @@ def run_example_dag(file_name: str, dag_id: str, connection_env: dict[str, str],
     dagbag = DagBag(dag_folder=str(Path(__file__).parents[2] / "example_dags" / file_name))
     assert not dagbag.import_errors
     return run_dag(dagbag.get_dag(dag_id))
+
+
+def task_context(task_id: str = "job", try_number: int = 1, run_id: str | None = None) -> dict[str, Any]:
+    """The part of a task's context that ``start_run`` reads, for driving an operator outside a DAG run."""
+    ti = SimpleNamespace(
+        dag_id="tests", run_id=run_id or f"manual__{uuid.uuid4()}", task_id=task_id, map_index=-1, try_number=try_number
+    )
+    return {"ti": ti}

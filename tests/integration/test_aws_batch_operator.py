@@ -9,7 +9,7 @@ import pytest
 
 from polysync_airflow import AwsBatchJobOperator
 from polysync_airflow.hooks.aws_batch import CANCEL_REASON
-from tests.integration.helpers import run_example_dag, run_single_task
+from tests.integration.helpers import run_example_dag, run_single_task, task_context
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -26,7 +26,7 @@ def test_success_returns_the_run_info_and_persists_the_link(deferrable, local_aw
         AwsBatchJobOperator,
         job_definition="polysync-job",
         aws_conn_id=polysync_aws_conn,
-        parameters={"message": "hi there", "seconds": 0.3},
+        parameters={"message": "hi there", "seconds": 1.5},
         deferrable=deferrable,
         **FAST,
     )
@@ -118,7 +118,7 @@ def test_every_optional_field_reaches_batch(local_aws_batch, polysync_aws_conn):
     assert detail["retryStrategy"] == {"attempts": 3}
     assert detail["arrayProperties"]["size"] == 3
     assert detail["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 3
-    assert detail["tags"] == {"team": "data", "dag": ti.dag_id}
+    assert detail["tags"] == {"team": "data", "dag": ti.dag_id, "polysync:try": "1", "polysync:watched": "triggerer"}
     assert detail["propagateTags"] is True
     assert detail["dependsOn"] == [{"jobId": first, "type": "SEQUENTIAL"}]
     assert detail["jobDefinition"].endswith("job-definition/polysync-job:1")
@@ -295,8 +295,7 @@ def test_on_kill_in_the_worker_terminates_the_job(local_aws_batch, polysync_aws_
         parameters={"seconds": 60},
         deferrable=False,
     )
-    operator.prepare(context={})  # type: ignore[arg-type]
-    operator._submitted = operator.submit(context={})  # type: ignore[arg-type]
+    operator._submitted = operator.start_run(task_context())  # type: ignore[arg-type]
     operator.on_kill()
     job = local_aws_batch.wait_for_job(operator._submitted.run_id)
     assert (job.status, job.status_reason) == ("FAILED", CANCEL_REASON)
@@ -313,8 +312,7 @@ def test_cancel_on_kill_false_leaves_the_job_running(local_aws_batch, polysync_a
         deferrable=False,
         cancel_on_kill=False,
     )
-    operator.prepare(context={})  # type: ignore[arg-type]
-    operator._submitted = operator.submit(context={})  # type: ignore[arg-type]
+    operator._submitted = operator.start_run(task_context())  # type: ignore[arg-type]
     operator.on_kill()
     assert local_aws_batch.wait_for_job(operator._submitted.run_id).status == "SUCCEEDED"
     assert "terminatejob" not in local_aws_batch.requests

@@ -14,7 +14,7 @@ from polysync_airflow.hooks.azure_batch import CANCEL_REASON, AzureBatchHook
 from polysync_airflow.testing._http import Response
 from polysync_airflow.testing.connections import azure_connection_env
 from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
-from tests.integration.helpers import run_example_dag, run_single_task
+from tests.integration.helpers import run_example_dag, run_single_task, task_context
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -62,12 +62,15 @@ def test_success(deferrable, local_azure_batch, polysync_azure_conn, capsys):
     assert job.body["poolInfo"] == {"poolId": "polysync-pool"}
     assert job.body["constraints"]["maxWallClockTime"] == "PT1H"
     assert ti.dag_id in job.body["displayName"] and "job" in job.body["displayName"]
-    # created with noaction, task added, then switched to terminatejob: the job ended with its task
+    # created with noaction, task added, then switched to terminatejob: the job ended with its task; then
+    # marked watched by whatever polled it
     assert writes(local_azure_batch) == [
         "POST /jobs",
         f"POST /jobs/{job.id}/tasks",
         f"PATCH /jobs/{job.id}",
+        f"PATCH /jobs/{job.id}",
     ]
+    assert job.body["metadata"] == [{"name": "polysync:watched", "value": "triggerer" if deferrable else "worker"}]
     assert (job.state, job.terminate_reason) == ("completed", "AllTasksComplete")
     task = job.tasks["polysync"]
     assert task.body["containerSettings"] == {"imageName": "polysync.azurecr.io/etl:1.4", "containerRunOptions": "--rm"}
@@ -230,8 +233,8 @@ def test_bad_input_fails_before_any_request(local_azure_batch, polysync_azure_co
     assert local_azure_batch.requests == []
 
 
-def test_a_failed_task_add_leaves_nothing_behind(local_azure_batch, polysync_azure_conn, capsys):
-    error = {"code": "InternalError", "message": {"lang": "en-US", "value": "Server encountered an internal error."}}
+def test_a_refused_task_add_leaves_nothing_behind(local_azure_batch, polysync_azure_conn, capsys):
+    error = {"code": "InvalidPropertyValue", "message": {"lang": "en-US", "value": "The value is invalid."}}
     local_azure_batch.fail_next("POST", r"^/jobs/[^/]+/tasks$", Response.json(400, error))
     _, ti = run_single_task(
         AzureBatchJobOperator,
@@ -241,7 +244,20 @@ def test_a_failed_task_add_leaves_nothing_behind(local_azure_batch, polysync_azu
     assert ti.state == "failed"
     assert created_jobs(local_azure_batch) == []  # the job it had created was deleted
     assert any(r.startswith("DELETE /jobs/polysync-") for r in local_azure_batch.requests)
-    assert "InternalError" in capsys.readouterr().out
+    assert "InvalidPropertyValue" in capsys.readouterr().out
+
+
+def test_a_task_add_lost_to_a_server_error_is_finished_by_the_retry(local_azure_batch, polysync_azure_conn, capsys):
+    error = {"code": "InternalError", "message": {"lang": "en-US", "value": "Server encountered an internal error."}}
+    for _ in range(4):  # more than the SDK's own retries
+        local_azure_batch.fail_next("POST", r"^/jobs/[^/]+/tasks$", Response.json(500, error))
+    _, ti = run_single_task(
+        AzureBatchJobOperator, template_job_id="polysync-template", azure_batch_conn_id=polysync_azure_conn, **FAST
+    )
+    assert ti.state == "success"
+    (job,) = created_jobs(local_azure_batch)  # kept, found again, and finished: not deleted, not created twice
+    assert (job.state, list(job.tasks)) == ("completed", ["polysync"])
+    assert "the service had accepted the failed-looking submission" in capsys.readouterr().out
 
 
 def test_trigger_serializes_only_ids_and_numbers(polysync_azure_conn):
@@ -267,8 +283,7 @@ def submit(conn_id: str, **parameters) -> str:
     operator = AzureBatchJobOperator(
         task_id="t", template_job_id="polysync-template", azure_batch_conn_id=conn_id, parameters=parameters
     )
-    operator.prepare(context={})  # type: ignore[arg-type]
-    return operator.submit(context={}).run_id  # type: ignore[arg-type]
+    return operator.start_run(task_context()).run_id  # type: ignore[arg-type]
 
 
 async def first_event(trigger, timeout=30):
@@ -326,8 +341,7 @@ def test_operator_on_kill_in_the_worker(local_azure_batch, polysync_azure_conn):
         parameters={"SECONDS_TO_RUN": 60},
         deferrable=False,
     )
-    operator.prepare(context={})  # type: ignore[arg-type]
-    operator._submitted = operator.submit(context={})  # type: ignore[arg-type]
+    operator._submitted = operator.start_run(task_context())  # type: ignore[arg-type]
     operator.on_kill()
     job_id = operator._submitted.run_id.split("/")[0]
     local_azure_batch.wait_for_job(job_id)

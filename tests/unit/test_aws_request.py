@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from polysync_airflow.operators.aws_batch import build_submit_job_request, new_job_name
+from polysync_airflow.operators.aws_batch import build_submit_job_request, job_name_for
+from polysync_airflow.ownership import TaskInstanceKey
 from polysync_airflow.validation import PolysyncValidationError
 
 BASE = {"job_name": "Polysync-x", "job_definition": "etl", "job_queue": "q"}
@@ -121,7 +123,8 @@ INVALID = [
     ({"tags": {"aws:owner": "x"}}, "tags['aws:owner']", "x", "aws:"),
     ({"tags": {"": "x"}}, "tags['']", "x", "1-128"),
     ({"tags": {"k" * 129: "x"}}, "tags['kkk", "x", "1-128"),
-    ({"tags": {f"k{i}": "v" for i in range(51)}}, "tags", "k50", "at most 50"),
+    ({"tags": {f"k{i}": "v" for i in range(49)}}, "tags", "k48", "at most 48"),
+    ({"tags": {"polysync:try": "1"}}, "tags['polysync:try']", "1", "reserved"),
     ({"propagate_tags": "yes"}, "propagate_tags", "yes", "bool"),
     ({"propagate_tags": 1}, "propagate_tags", "1", "bool"),
     ({"depends_on": "{oops"}, "depends_on", "{oops", "JSON array"),
@@ -145,10 +148,13 @@ def test_each_rule_names_the_argument_the_value_and_the_rule(arguments, field, s
     assert rule in message
 
 
-def test_job_names_are_unique_and_within_aws_limits():
-    names = {new_job_name() for _ in range(1000)}
-    assert len(names) == 1000
-    assert all(name.startswith("Polysync-") and len(name) <= 128 for name in names)
+def test_job_names_are_the_same_for_every_try_of_a_task_instance_and_differ_between_them():
+    def name(run_id="r", task_id="t", map_index=-1, try_number=1):
+        return job_name_for(TaskInstanceKey("d", run_id, task_id, map_index, try_number))
+
+    assert name(try_number=1) == name(try_number=7)
+    assert len({name(), name(run_id="r2"), name(task_id="t2"), name(map_index=0), name(map_index=1)}) == 5
+    assert re.fullmatch(r"Polysync-[0-9a-f-]{36}", name())
 
 
 def test_request_is_json_serializable():

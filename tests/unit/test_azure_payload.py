@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from polysync_airflow.operators.azure_batch import BATCH_ID_RE, build_job_plan, environment_settings, new_job_id
+from polysync_airflow.operators.azure_batch import BATCH_ID_RE, build_job_plan, environment_settings, job_id_for
+from polysync_airflow.ownership import TaskInstanceKey
 from polysync_airflow.validation import PolysyncValidationError
 
 TEMPLATE = {
@@ -70,9 +71,12 @@ def test_no_command_line_anywhere_is_an_error():
         plan({"id": "t", "poolInfo": {"poolId": "p"}})
 
 
-def test_generated_job_ids_are_valid_and_unique():
-    ids = {new_job_id() for _ in range(1000)}
-    assert len(ids) == 1000 and all(BATCH_ID_RE.match(i) and len(i) <= 64 for i in ids)
+def test_job_ids_are_one_per_try_of_a_task_instance_and_valid_batch_ids():
+    key = TaskInstanceKey("a_dag_with_a_long_name" * 10, "manual__2026-11-22T10:00:00+00:00", "task", 3, 12)
+    other = TaskInstanceKey(key.dag_id, key.run_id, key.task_id, 4, 12)
+    ids = {job_id_for(key, 1), job_id_for(key, 12), job_id_for(other, 12), job_id_for(key, 999)}
+    assert len(ids) == 4 and all(BATCH_ID_RE.match(i) and len(i) <= 64 for i in ids)
+    assert job_id_for(key, 2) == job_id_for(TaskInstanceKey(key.dag_id, key.run_id, key.task_id, 3, 5), 2)
 
 
 def test_parameters_become_environment_settings():
