@@ -2,12 +2,15 @@
 
 ``LocalAwsBatch`` speaks the AWS Batch REST-JSON protocol on 127.0.0.1 and really runs each job's
 command in a local process; ``LocalAzureBatch`` speaks the Azure Batch REST API (SharedKey-checked) and
-runs each task's command line. Use them as context managers, or through the pytest fixtures this package
-registers (``local_aws_batch``, ``polysync_aws_conn``, ``local_azure_batch``, ``polysync_azure_conn``).
+runs each task's command line. ``FaultProxy`` sits in front of either and, with a fixed seed, answers a
+share of the requests with throttling, 5xx, connection resets or delays. Use them as context managers,
+or through the pytest fixtures this package registers (``local_aws_batch``, ``polysync_aws_conn``,
+``local_azure_batch``, ``polysync_azure_conn``).
 """
 
 from polysync_airflow.testing.aws_batch import LocalAwsBatch
 from polysync_airflow.testing.azure_batch import LocalAzureBatch
+from polysync_airflow.testing.fault_proxy import FaultProxy
 from polysync_airflow.testing.runner import LocalJobRunner
 
-__all__ = ["LocalAwsBatch", "LocalAzureBatch", "LocalJobRunner"]
+__all__ = ["FaultProxy", "LocalAwsBatch", "LocalAzureBatch", "LocalJobRunner"]
