@@ -113,6 +113,28 @@ class AirflowCluster:
         for component in list(self.processes):
             self.stop_component(component)
 
+    def restart_triggerer(self, timeout: float = 120) -> float:
+        """Stop the triggerer (SIGTERM, as a deployment does) and start a new one; returns how long it took.
+
+        Returns once the new triggerer's job heartbeats: a stopped triggerer's job ends, so the new one
+        takes over its triggers at once.
+        """
+        started = time.monotonic()
+        self.stop_component("triggerer")
+        stopped_at = datetime.now(UTC)
+        self.start_component("triggerer")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            beat = ((self.health() or {}).get("triggerer") or {}).get("latest_triggerer_heartbeat")
+            if beat and datetime.fromisoformat(beat.replace("Z", "+00:00")) > stopped_at:
+                return time.monotonic() - started
+            process = self.processes["triggerer"]
+            if process.poll() is not None:
+                log = self.log_path("triggerer")
+                raise RuntimeError(f"airflow triggerer exited with {process.returncode}; see {log}")
+            time.sleep(0.5)
+        raise TimeoutError(f"the new triggerer did not heartbeat within {timeout} s: {self.health()}")
+
     def health(self) -> dict[str, Any] | None:
         try:
             return self.api("GET", "/api/v2/monitor/health")

@@ -19,8 +19,12 @@ _cluster: AirflowCluster | None = None
 
 
 class E2E:
-    def __init__(self, cluster: AirflowCluster, aws: LocalAwsBatch, azure: LocalAzureBatch) -> None:
-        self.cluster, self.aws, self.azure = cluster, aws, azure
+    def __init__(self, cluster: AirflowCluster, aws: LocalAwsBatch, azure: LocalAzureBatch, gates: Path) -> None:
+        self.cluster, self.aws, self.azure, self.gates = cluster, aws, azure, gates
+
+    def open_gate(self, task_id: str, try_number: int) -> None:
+        """Let the job that try ``try_number`` of ``task_id`` submitted end (exit code 0)."""
+        (self.gates / f"{task_id}-{try_number}").touch()
 
 
 @pytest.fixture(scope="session")
@@ -34,15 +38,25 @@ def e2e() -> Iterator[E2E]:
     # Jobs take a few seconds to start, as real ones do: a trigger that fires within a second of the
     # deferral races the scheduler (see the README, "Known Airflow limits").
     with LocalAwsBatch(step_seconds=2.5) as aws, LocalAzureBatch(step_seconds=2.5) as azure:
+        # Jobs that run until the test creates their gate file (tests/e2e/dags/polysync_e2e.py).
+        gates = home / "gates"
+        gates.mkdir()
+        aws.register_job_definition(
+            {
+                "jobDefinitionName": "polysync-gated",
+                "containerProperties": {"command": ["/bin/sh", "-c", "while [ ! -e Ref::gate ]; do sleep 0.2; done"]},
+            }
+        )
         env = {
             **aws_connection_env("aws_default", aws),
             **azure_connection_env("azure_batch_default", azure),
             "POLYSYNC_EXAMPLE_POLL_INTERVAL": "1",
+            "POLYSYNC_E2E_GATES": str(gates),
         }
         cluster = _cluster = AirflowCluster(home / "airflow", dags, env)
         try:
             cluster.start()
-            yield E2E(cluster, aws, azure)
+            yield E2E(cluster, aws, azure, gates)
         finally:
             cluster.stop()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
