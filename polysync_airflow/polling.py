@@ -173,17 +173,37 @@ def _next_sleep(poll_interval: float, deadline: float | None) -> float:
     return max(0.0, min(poll_interval, deadline - time.time()))
 
 
+class _DeadlinePassed(Exception):
+    pass
+
+
+async def _before(read: Awaitable[RunState], deadline: float | None) -> RunState:
+    if deadline is None:
+        return await read
+    try:
+        return await asyncio.wait_for(read, max(deadline - time.time(), 0.0))
+    except TimeoutError:
+        if time.time() >= deadline:
+            raise _DeadlinePassed from None
+        raise
+
+
 async def watch_run_async(
     read_state: Callable[[], Awaitable[RunState]],
     watch: RunWatch,
     poll_interval: float,
     deadline: float | None,
 ) -> tuple[RunState, bool]:
-    """Poll until the run is over or its deadline (epoch seconds) passes; returns (state, timed_out)."""
+    """Poll until the run is over or its deadline (epoch seconds) passes; returns (state, timed_out).
+
+    With ``poll_interval=0`` the reads pace themselves (a shared poller answers at the run's interval).
+    """
     while True:
         wait = poll_interval
         try:
-            final = watch.observe(await read_state())
+            final = watch.observe(await _before(read_state(), deadline))
+        except _DeadlinePassed:
+            return timed_out_state(watch.run_id, deadline or 0.0), True
         except Exception as err:
             final, wait = watch.poll_failed(err)
         if final is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -151,10 +152,27 @@ class AwsBatchHook(AwsBaseHook):
     # -- calls (sync, in the worker) -----------------------------------------------------------------
 
     @cached_property
+    def _session(self) -> Any:
+        return self.get_session(region_name=self.region_name)
+
+    def _client(self, config: Config) -> Any:
+        # Both clients from one session: the second one reuses the service model the first one loaded.
+        return self._session.client(
+            "batch",
+            endpoint_url=self.conn_config.get_service_endpoint_url(service_name="batch"),
+            config=self._get_config(config),
+            verify=self.verify,
+        )
+
+    @cached_property
+    def conn(self) -> Any:
+        return self._client(self.config)
+
+    @cached_property
     def _submit_client(self) -> Any:
         # SubmitJob is not idempotent: a retry by botocore after a lost answer would start a second job. The
         # operator retries instead, after looking up whether the first attempt was accepted.
-        return self.get_client_type(config=self.config.merge(Config(retries={"total_max_attempts": 1})))
+        return self._client(self.config.merge(Config(retries={"total_max_attempts": 1})))
 
     def submit_job(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self._submit_client.submit_job(**request)
@@ -215,16 +233,19 @@ class AwsBatchHook(AwsBaseHook):
     # -- calls (async, in the triggerer) ------------------------------------------------------------
 
     @staticmethod
-    async def aget_run_state(client: Any, job_id: str) -> RunState:
-        jobs = (await client.describe_jobs(jobs=[job_id])).get("jobs", [])
-        return decode_job(job_id, jobs[0] if jobs else None)
+    async def adescribe_jobs(client: Any, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Many jobs by id, in ceil(n / 100) DescribeJobs calls made side by side."""
+        pages = await asyncio.gather(
+            *(client.describe_jobs(jobs=list(job_ids[i : i + 100])) for i in range(0, len(job_ids), 100))
+        )
+        return {job["jobId"]: job for page in pages for job in page.get("jobs", [])}
 
     @staticmethod
     async def aterminate_job(client: Any, job_id: str, reason: str = CANCEL_REASON) -> None:
         await client.terminate_job(jobId=job_id, reason=reason)
 
     @staticmethod
-    async def amark_watched(client: Any, job_id: str, watcher: str) -> None:
-        jobs = (await client.describe_jobs(jobs=[job_id])).get("jobs", [])
-        if jobs and WATCHED_MARK not in (jobs[0].get("tags") or {}):
-            await client.tag_resource(resourceArn=jobs[0]["jobArn"], tags={WATCHED_MARK: watcher})
+    async def amark_watched(client: Any, job: Mapping[str, Any] | None, watcher: str) -> None:
+        """Tag a described job watched, unless it is (one TagResource, no read)."""
+        if job is not None and WATCHED_MARK not in (job.get("tags") or {}):
+            await client.tag_resource(resourceArn=job["jobArn"], tags={WATCHED_MARK: watcher})

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -114,7 +117,76 @@ def watched_metadata(job: Any, watcher: str) -> dict[str, Any] | None:
     return {"metadata": [*items, {"name": WATCHED_MARK, "value": watcher}]}
 
 
+# azure-core logs every request and response at INFO: a line per poll in the triggerer's and task's
+# logs. Ours go to a logger of their own that shows only warnings, so logs read as a status timeline.
+_HTTP_LOG = logging.getLogger("polysync_airflow.azure_http")
+_HTTP_LOG.setLevel(logging.WARNING)
+_CLIENT_OPTIONS: dict[str, Any] = {"credential_scopes": [BATCH_SCOPE]}
+
+
+def _client_options() -> dict[str, Any]:
+    from azure.core.pipeline.policies import HttpLoggingPolicy
+
+    return {**_CLIENT_OPTIONS, "http_logging_policy": HttpLoggingPolicy(logger=_HTTP_LOG)}
+
+
 _WATCH_FIELDS = ["id", "state", "metadata"]
+_POLL_FIELDS = ["id", "state", "lastModified", "executionInfo", "metadata"]
+TASK_READS_IN_FLIGHT = 16
+FULL_READ_SECONDS = 300.0  # a run's task is read at least this often, whatever its job shows
+
+
+class AzureRunReader:
+    """Reads many runs for the shared poller in few calls: ``{run_id: (task, job)}`` (absent: not found).
+
+    Each run is its own job, which Batch terminates when its task completes. One listing of our active
+    jobs (``$filter`` on the id prefix and state, ``$select`` of the fields the status needs) tells
+    which runs changed; a task is read only for a run whose job changed or left the listing, whose task
+    has not started running yet (so ``Running`` is seen), or that was last read long ago.
+    """
+
+    def __init__(self, job_prefix: str = "polysync-") -> None:
+        self._filter = f"startswith(id,'{job_prefix}') and state eq 'active'"
+        self._seen: dict[str, tuple[float, Any, Any]] = {}  # run id -> (when, task, job)
+
+    async def __call__(self, client: Any, run_ids: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        now = time.monotonic()
+        active = {job.id: job async for job in client.list_jobs(filter=self._filter, select=_POLL_FIELDS)}
+        answers: dict[str, tuple[Any, Any]] = {}
+        stale = []
+        for run_id in run_ids:
+            job = active.get(split_run_id(run_id)[0])
+            seen = self._seen.get(run_id)
+            if (
+                seen is not None
+                and job is not None
+                and now - seen[0] < FULL_READ_SECONDS
+                and _get(seen[1], "state") == "running"
+                and _get(job, "lastModified") == _get(seen[2], "lastModified")
+            ):
+                answers[run_id] = (seen[1], job)
+            else:
+                stale.append((run_id, job))
+        gate = asyncio.Semaphore(TASK_READS_IN_FLIGHT)
+
+        async def read(run_id: str, job: Any) -> None:
+            from azure.core.exceptions import ResourceNotFoundError
+
+            job_id, task_id = split_run_id(run_id)
+            async with gate:
+                try:
+                    task = await client.get_task(job_id, task_id)
+                    job = job or await client.get_job(job_id, select=_POLL_FIELDS)
+                except ResourceNotFoundError:
+                    self._seen.pop(run_id, None)
+                    return
+            self._seen[run_id] = (now, task, job)
+            answers[run_id] = (task, job)
+
+        await asyncio.gather(*(read(run_id, job) for run_id, job in stale))
+        for run_id in [r for r, (when, _, _) in self._seen.items() if now - when > 2 * FULL_READ_SECONDS]:
+            del self._seen[run_id]  # runs that left
+        return answers
 
 
 @dataclass(frozen=True)
@@ -247,13 +319,13 @@ class AzureBatchHook(BaseHook):
         """The sync ``azure.batch.BatchClient`` (worker side)."""
         from azure.batch import BatchClient
 
-        return BatchClient(self.account_url, self._credential(asynchronous=False), credential_scopes=[BATCH_SCOPE])
+        return BatchClient(self.account_url, self._credential(asynchronous=False), **_client_options())
 
     def async_client(self) -> Any:
         """A new ``azure.batch.aio.BatchClient`` (triggerer side); use it with ``async with``."""
         from azure.batch.aio import BatchClient
 
-        return BatchClient(self.account_url, self._credential(asynchronous=True), credential_scopes=[BATCH_SCOPE])
+        return BatchClient(self.account_url, self._credential(asynchronous=True), **_client_options())
 
     def explain(self, err: Exception) -> Exception:
         """A Batch error as the message a user can act on (never containing the account key)."""
@@ -281,18 +353,6 @@ class AzureBatchHook(BaseHook):
         try:
             task = self.client.get_task(job_id, task_id)
             job = self.client.get_job(job_id, select=["id", "state", "executionInfo"])
-        except ResourceNotFoundError:
-            return decode_task(run_id, None)
-        return decode_task(run_id, task, job)
-
-    @staticmethod
-    async def aget_run_state(client: Any, run_id: str) -> RunState:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        job_id, task_id = split_run_id(run_id)
-        try:
-            task = await client.get_task(job_id, task_id)
-            job = await client.get_job(job_id, select=["id", "state", "executionInfo"])
         except ResourceNotFoundError:
             return decode_task(run_id, None)
         return decode_task(run_id, task, job)
@@ -335,13 +395,13 @@ class AzureBatchHook(BaseHook):
             self.client.update_job(job_id, models.BatchJobUpdateOptions(update))
 
     @staticmethod
-    async def amark_watched(client: Any, run_id: str, watcher: str) -> None:
+    async def amark_watched(client: Any, job: Any, watcher: str) -> None:
+        """Mark a job (as read with its metadata) watched, unless it is (one update, no read)."""
         from azure.batch import models
 
-        job_id, _ = split_run_id(run_id)
-        update = watched_metadata(await client.get_job(job_id, select=_WATCH_FIELDS), watcher)
+        update = watched_metadata(job, watcher) if job is not None else None
         if update is not None:
-            await client.update_job(job_id, models.BatchJobUpdateOptions(update))
+            await client.update_job(_get(job, "id"), models.BatchJobUpdateOptions(update))
 
     def list_job_templates(self) -> list[JobTemplateInfo]:
         """Every job of the account (``$select=id,displayName,state``, all pages)."""

@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from polysync_airflow.hooks.aws_batch import AwsBatchHook
+from polysync_airflow.hooks.aws_batch import AwsBatchHook, decode_job
+from polysync_airflow.poller import StatusPoller
 from polysync_airflow.status import RunState
 from polysync_airflow.triggers.base import PolysyncJobTrigger
 
 
 class AwsBatchJobTrigger(PolysyncJobTrigger):
-    """Polls DescribeJobs for one job. Serializes only the job id, connection id, region and numbers."""
+    """Waits for one job. All triggers of a connection and region share one poller: up to 100 jobs per
+    DescribeJobs call. Serializes only the job id, connection id, region and numbers."""
 
     def __init__(
         self,
@@ -45,11 +47,15 @@ class AwsBatchJobTrigger(PolysyncJobTrigger):
         async with await hook.get_async_conn() as client:
             yield client
 
-    async def read_state(self, client: Any) -> RunState:
-        return await AwsBatchHook.aget_run_state(client, self.job_id)
+    def poller(self) -> StatusPoller[dict[str, Any]]:
+        key = ("aws_batch", self.aws_conn_id, self.region_name)
+        return StatusPoller.shared(key, self.client, lambda: AwsBatchHook.adescribe_jobs)
+
+    def decode(self, answer: dict[str, Any] | None) -> RunState:
+        return decode_job(self.job_id, answer)
 
     async def cancel(self, client: Any) -> None:
         await AwsBatchHook.aterminate_job(client, self.job_id)
 
-    async def mark_watched(self, client: Any) -> None:
-        await AwsBatchHook.amark_watched(client, self.job_id, "triggerer")
+    async def mark_watched(self, client: Any, answer: dict[str, Any] | None) -> None:
+        await AwsBatchHook.amark_watched(client, answer, "triggerer")

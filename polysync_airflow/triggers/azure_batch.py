@@ -8,13 +8,15 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from polysync_airflow.hooks.azure_batch import AzureBatchHook
+from polysync_airflow.hooks.azure_batch import AzureBatchHook, AzureRunReader, decode_task
+from polysync_airflow.poller import StatusPoller
 from polysync_airflow.status import RunState
 from polysync_airflow.triggers.base import PolysyncJobTrigger
 
 
 class AzureBatchJobTrigger(PolysyncJobTrigger):
-    """Polls one task (and its job) with ``azure.batch.aio.BatchClient``.
+    """Waits for one task with ``azure.batch.aio.BatchClient``. All triggers of a connection share one
+    poller: one job listing per interval, and a task read only where the listing shows a change.
 
     Serializes only the run id (``{jobId}/{taskId}``), the connection id and numbers.
     """
@@ -44,11 +46,15 @@ class AzureBatchJobTrigger(PolysyncJobTrigger):
         async with hook.async_client() as client:
             yield client
 
-    async def read_state(self, client: Any) -> RunState:
-        return await AzureBatchHook.aget_run_state(client, self.run_id)
+    def poller(self) -> StatusPoller[tuple[Any, Any]]:
+        return StatusPoller.shared(("azure_batch", self.azure_batch_conn_id), self.client, AzureRunReader)
+
+    def decode(self, answer: tuple[Any, Any] | None) -> RunState:
+        task, job = answer or (None, None)
+        return decode_task(self.run_id, task, job)
 
     async def cancel(self, client: Any) -> None:
         await AzureBatchHook.aterminate_run(client, self.run_id)
 
-    async def mark_watched(self, client: Any) -> None:
-        await AzureBatchHook.amark_watched(client, self.run_id, "triggerer")
+    async def mark_watched(self, client: Any, answer: tuple[Any, Any] | None) -> None:
+        await AzureBatchHook.amark_watched(client, answer[1] if answer else None, "triggerer")

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from polysync_airflow.poller import StatusPoller
 from polysync_airflow.polling import (
     DEFAULT_OUTAGE_WINDOW,
     DEFAULT_UNKNOWN_GRACE_PERIOD,
@@ -63,42 +64,48 @@ class PolysyncJobTrigger(BaseTrigger):
 
     @abstractmethod
     def client(self) -> AbstractAsyncContextManager[Any]:
-        """An async client of the platform, open for the trigger's whole life."""
+        """An async client of the platform (the shared poller's, or one to cancel the run with)."""
 
     @abstractmethod
-    async def read_state(self, client: Any) -> RunState:
-        """The run's current state, in one call to the platform."""
+    def poller(self) -> StatusPoller[Any]:
+        """The status poller this trigger shares with every trigger of its connection in this triggerer."""
+
+    @abstractmethod
+    def decode(self, answer: Any) -> RunState:
+        """The run's state from the poller's answer for it (None: not found)."""
 
     @abstractmethod
     async def cancel(self, client: Any) -> None:
         """Stop the run on the platform."""
 
     @abstractmethod
-    async def mark_watched(self, client: Any) -> None:
+    async def mark_watched(self, client: Any, answer: Any) -> None:
         """Record on the job that a trigger watches it, so later tries never adopt it (see ownership.py)."""
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = RunWatch(self.run_id, self.unknown_grace_period, self.log, self.outage_window, self.poll_interval)
-        async with self.client() as client:
+        # Poll interval 0: the shared poller paces the reads and backs off on faults, not this loop.
+        watch = RunWatch(self.run_id, self.unknown_grace_period, self.log, self.outage_window, 0.0)
+        async with self.poller().watching(self.run_id, self.poll_interval) as (client, next_answer):
             marked = False
 
             async def poll() -> RunState:
                 nonlocal marked
-                state = await self.read_state(client)
+                answer = await next_answer()
+                state = self.decode(answer)
                 if state.status is RunStatus.RUNNING and not marked:
                     marked = True
-                    await self._mark_watched_quietly(client)
+                    await self._mark_watched_quietly(client, answer)
                 return state
 
-            state, timed_out = await watch_run_async(poll, watch, self.poll_interval, self.deadline)
+            state, timed_out = await watch_run_async(poll, watch, 0.0, self.deadline)
             if timed_out and self.cancel_on_kill:
                 await self._cancel_quietly(client)
         self._reported = True  # before yielding: the triggerer may never resume us
         yield TriggerEvent({**state.to_event(), "job_name": self.job_name, "timed_out": timed_out})
 
-    async def _mark_watched_quietly(self, client: Any) -> None:
+    async def _mark_watched_quietly(self, client: Any, answer: Any) -> None:
         try:
-            await self.mark_watched(client)
+            await self.mark_watched(client, answer)
         except Exception as err:  # the mark only guards reattaching; polling goes on without it
             self.log.warning("Could not mark run %s as watched: %s", self.run_id, describe_error(err))
 

@@ -266,9 +266,9 @@ def test_200_runs_through_a_faulty_network_end_with_their_real_status(gated_endp
     assert mismatches == []
     assert sum(outcomes.values()) == len(runs)
     assert outcomes == {f"{p} {o}": 34 if o == "Success" else 33 for p in ("aws", "azure") for o in OUTCOMES}
-    assert requests > 1000 and 0.25 <= faults / requests <= 0.35
-    for c in counts.values():
-        assert all(c[kind] > 0 for kind in FAULT_KINDS), c
+    # the shared pollers read 100 AWS jobs per call, so most requests are Azure's; every kind still occurs
+    assert requests > 500 and 0.25 <= faults / requests <= 0.35
+    assert all(sum(c[kind] for c in counts.values()) > 0 for kind in FAULT_KINDS), counts
 
 
 def test_the_proxy_is_reproducible_relays_faithfully_and_never_resends_a_submission(local_aws_batch):

@@ -229,7 +229,8 @@ def azure_platform(endpoint: LocalAzureBatch, conn_id: str) -> Platform:
             run_id=run_id, job_name=run_id.split("/")[0], azure_batch_conn_id=conn_id, poll_interval=POLL_INTERVAL
         ),
         job_name=lambda run_id: run_id.split("/")[0],
-        polls=lambda run_id: endpoint.requests.count(f"GET /jobs/{run_id.split('/')[0]}/tasks/polysync"),
+        # one listing of the active jobs reads every run (a task is read only when its job changed)
+        polls=lambda run_id: endpoint.requests.count("GET /jobs"),
         final=final,
         is_submit=lambda entry: entry == "POST /jobs" or re.fullmatch(r"POST /jobs/[^/]+/tasks", entry) is not None,
         is_terminate=lambda entry: entry.endswith("/terminate") or entry.startswith("DELETE /jobs/"),

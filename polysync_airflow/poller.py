@@ -1,0 +1,188 @@
+"""One status poller per platform connection in a triggerer: many runs, a few calls per interval.
+
+Every trigger of one connection (and region or account) in one event loop shares a
+:class:`StatusPoller`. A trigger joins with its run id and poll interval and awaits the run's next
+status; the poller asks the service for every run that is due in as few calls as the API allows
+(AWS: DescribeJobs with up to 100 ids; Azure: one filtered job listing, then a task read only where
+needed), and hands each waiting trigger its own answer, or the error of the call that covered it.
+
+Runs that are due within a short slack of each other are read together, so runs that started at
+different moments fall into step after one interval. A run that joins late is read at the next cycle
+(at once, if none is under way); a run that leaves (its trigger ended or was cancelled) is simply no
+longer read. The poller opens one client when its first run joins and closes it when the last leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+T = TypeVar("T")
+GATHER_SECONDS = 0.05  # runs that start together (a triggerer starting many triggers) share the first call
+MAX_SLACK_SECONDS = 1.0  # a run due this much later is read now, so runs fall into step
+MAX_BACKOFF_SECONDS = 60.0
+
+ReadMany = Callable[[Any, Sequence[str]], Awaitable[dict[str, T]]]
+
+
+@dataclass
+class _Run(Generic[T]):
+    interval: float
+    next_due: float
+    members: int = 1  # triggers watching this run (normally one)
+    failures: int = 0  # failed reads in a row: the next read backs off exponentially, with jitter
+    waiters: list[asyncio.Future[T]] = field(default_factory=list)
+    unread: tuple[Any, BaseException | None] | None = None  # read while its trigger was busy: kept for it
+
+    def schedule(self, now: float) -> None:
+        delay = self.interval
+        if self.failures:
+            delay = min(self.interval * 2 ** (self.failures - 1), max(self.interval, MAX_BACKOFF_SECONDS))
+            delay *= random.uniform(0.5, 1.0)
+        self.next_due = now + delay
+
+    @property
+    def slack(self) -> float:
+        return min(self.interval / 4, MAX_SLACK_SECONDS)
+
+
+class StatusPoller(Generic[T]):
+    """Reads the status of every joined run; see the module docstring."""
+
+    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[Any, ...]], StatusPoller[Any]]] = {}
+
+    def __init__(
+        self,
+        key: tuple[Any, ...],
+        open_client: Callable[[], AbstractAsyncContextManager[Any]],
+        read_many: ReadMany[T],
+    ) -> None:
+        self.key = key
+        self._open_client = open_client
+        self._read_many = read_many  # may keep state (Azure remembers what it saw): one per poller
+        self._runs: dict[str, _Run[T]] = {}
+        self._wake = asyncio.Event()
+        self._client_ready: asyncio.Future[Any] | None = None
+        self._exit_stack = AsyncExitStack()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def shared(
+        cls,
+        key: tuple[Any, ...],
+        open_client: Callable[[], AbstractAsyncContextManager[Any]],
+        make_reader: Callable[[], ReadMany[T]],
+    ) -> StatusPoller[T]:
+        """The poller of ``key`` in the running event loop, created on first use."""
+        loop = asyncio.get_running_loop()
+        poller = cls._shared.get((loop, key))
+        if poller is None:
+            poller = cls._shared[(loop, key)] = cls(key, open_client, make_reader())
+        return poller
+
+    @asynccontextmanager
+    async def watching(self, run_id: str, interval: float):
+        """Join with ``run_id``; yields ``(client, next_answer)``; leaving stops reading the run."""
+        run = self._runs.get(run_id)
+        if run is None:
+            self._runs[run_id] = _Run(interval, time.monotonic())
+        else:
+            run.members += 1
+            run.interval = min(run.interval, interval)
+        try:
+            client = await self._client_opened()
+            if self._loop_task is None or self._loop_task.done():
+                self._loop_task = asyncio.ensure_future(self._poll_loop())
+            self._wake.set()
+            yield client, lambda: self._next_answer(run_id)
+        finally:
+            await self._leave(run_id)
+
+    async def _client_opened(self) -> Any:
+        if self._client_ready is None:
+            self._client_ready = asyncio.get_running_loop().create_future()
+            try:
+                client = await self._exit_stack.enter_async_context(self._open_client())
+            except BaseException as err:
+                self._client_ready.set_exception(err)
+                self._client_ready.exception()  # retrieved: every joiner gets it below
+                self._client_ready = None
+                raise
+            self._client_ready.set_result(client)
+        return await asyncio.shield(self._client_ready)
+
+    async def _next_answer(self, run_id: str) -> T:
+        """The run's answer from the next read that covers it (a read made while the trigger was busy counts)."""
+        run = self._runs[run_id]
+        if run.unread is not None:
+            (answer, error), run.unread = run.unread, None
+            if error is not None:
+                raise error
+            return answer
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        run.waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            if waiter in run.waiters:
+                run.waiters.remove(waiter)
+
+    async def _leave(self, run_id: str) -> None:
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.members -= 1
+            if run.members <= 0:
+                del self._runs[run_id]
+        if self._runs:
+            return
+        # The last run left: stop polling, close the client, and let the next joiner start afresh.
+        loop = asyncio.get_running_loop()
+        if StatusPoller._shared.get((loop, self.key)) is self:
+            del StatusPoller._shared[(loop, self.key)]
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        await self._exit_stack.aclose()
+
+    async def _poll_loop(self) -> None:
+        while self._runs:
+            await asyncio.sleep(GATHER_SECONDS)  # let the runs that join together be read together
+            now = time.monotonic()
+            due = [run_id for run_id, run in self._runs.items() if run.next_due - run.slack <= now]
+            if due:
+                await self._read(due, now)
+                continue
+            self._wake.clear()
+            sleep = min(run.next_due - run.slack for run in self._runs.values()) - now - GATHER_SECONDS
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(sleep, 0.0))
+
+    async def _read(self, run_ids: list[str], now: float) -> None:
+        try:
+            answers = await self._read_many(await self._client_opened(), run_ids)
+        except Exception as err:  # every run the call covered gets its error
+            for run_id in run_ids:
+                self._deliver(run_id, now, error=err)
+            return
+        for run_id in run_ids:
+            self._deliver(run_id, now, answer=answers.get(run_id))
+
+    def _deliver(self, run_id: str, now: float, answer: Any = None, error: BaseException | None = None) -> None:
+        run = self._runs.get(run_id)
+        if run is None:  # left while the call was under way
+            return
+        run.failures = run.failures + 1 if error is not None else 0
+        run.schedule(now)
+        waiters = [waiter for waiter in run.waiters if not waiter.done()]
+        run.waiters.clear()
+        if not waiters:
+            run.unread = (answer, error)
+        for waiter in waiters:
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(answer)

@@ -1,0 +1,126 @@
+"""The shared status poller: many triggers of one connection in one event loop, a few calls per interval."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from polysync_airflow.hooks.aws_batch import AwsBatchHook
+from polysync_airflow.operators.azure_batch import AzureBatchJobOperator
+from polysync_airflow.poller import StatusPoller
+from polysync_airflow.testing._http import Response
+from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
+from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
+from tests.integration.helpers import task_context
+
+POLL = 0.3
+
+
+def submit_aws(conn_id: str, count: int, seconds: float = 1.0, exit_code=lambda i: 0) -> list[str]:
+    hook = AwsBatchHook(conn_id)
+    return [
+        hook.submit_job(
+            {
+                "jobName": f"Polysync-poller-{i}",
+                "jobDefinition": "polysync-job",
+                "jobQueue": "polysync-default",
+                "parameters": {"seconds": str(seconds), "exit_code": str(exit_code(i))},
+            }
+        )["jobId"]
+        for i in range(count)
+    ]
+
+
+def aws_trigger(conn_id: str, job_id: str, poll: float = POLL) -> AwsBatchJobTrigger:
+    return AwsBatchJobTrigger(job_id=job_id, aws_conn_id=conn_id, poll_interval=poll, unknown_grace_period=5)
+
+
+async def first_event(trigger) -> dict:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("no event")
+
+
+async def run_all(triggers, timeout: float = 60) -> list[dict]:
+    return await asyncio.wait_for(asyncio.gather(*(first_event(t) for t in triggers)), timeout)
+
+
+def test_runs_with_different_ends_each_get_their_own_outcome(local_aws_batch, polysync_aws_conn):
+    fast = submit_aws(polysync_aws_conn, 4, seconds=0.2, exit_code=lambda i: i)  # exit codes 0..3
+    slow = submit_aws(polysync_aws_conn, 4, seconds=2.0, exit_code=lambda i: 10 + i)
+    events = asyncio.run(run_all([aws_trigger(polysync_aws_conn, job) for job in fast + slow]))
+    assert [(e["run_id"], e["exit_code"]) for e in events] == [
+        *zip(fast, range(4), strict=True),
+        *zip(slow, range(10, 14), strict=True),
+    ]
+    assert [e["status"] for e in events] == ["Success"] + ["Failed"] * 7
+    assert not StatusPoller._shared  # the last trigger closed the poller and its client
+
+
+@pytest.mark.parametrize("runs", [99, 100, 101])
+def test_describe_jobs_takes_up_to_100_ids_per_call(runs, local_aws_batch, polysync_aws_conn):
+    jobs = submit_aws(polysync_aws_conn, runs, seconds=2.0)
+    local_aws_batch.requests.clear()
+    events = asyncio.run(run_all([aws_trigger(polysync_aws_conn, job, poll=0.5) for job in jobs], timeout=120))
+    assert {e["status"] for e in events} == {"Success"}
+    reads_per_run = max(local_aws_batch.describe_counts[job] for job in jobs)
+    calls = local_aws_batch.requests.count("describejobs")
+    # ceil(runs / 100) calls per cycle; one spare cycle for runs that started a moment apart
+    assert calls <= math.ceil(runs / 100) * (reads_per_run + 1), (calls, reads_per_run)
+    assert calls < runs  # what one call per run per poll would have cost for the first poll alone
+
+
+def test_runs_join_late_and_leave_early_without_disturbing_the_others(local_aws_batch, polysync_aws_conn):
+    first, late = submit_aws(polysync_aws_conn, 3, seconds=2.0), submit_aws(polysync_aws_conn, 3, seconds=1.0)
+
+    async def scenario():
+        early = [asyncio.ensure_future(first_event(aws_trigger(polysync_aws_conn, j))) for j in first]
+        await asyncio.sleep(1.0)  # a few polls in
+        early[0].cancel()  # a trigger cancelled while it waits for the poller
+        joined = [asyncio.ensure_future(first_event(aws_trigger(polysync_aws_conn, j))) for j in late]
+        done = await asyncio.wait_for(asyncio.gather(*early[1:], *joined), 30)
+        with pytest.raises(asyncio.CancelledError):
+            await early[0]
+        return done
+
+    events = asyncio.run(scenario())
+    assert [e["run_id"] for e in events] == first[1:] + late
+    assert {e["status"] for e in events} == {"Success"}
+    assert not StatusPoller._shared
+
+
+def test_a_failed_poll_reaches_every_waiting_trigger(local_aws_batch, polysync_aws_conn):
+    jobs = submit_aws(polysync_aws_conn, 3, seconds=5.0)
+    denied = {"__type": "AccessDeniedException", "message": "injected AccessDeniedException"}
+    local_aws_batch.fail_next(
+        "POST", "/v1/describejobs", Response.json(403, denied, **{"x-amzn-ErrorType": "AccessDeniedException"})
+    )
+    events = asyncio.run(run_all([aws_trigger(polysync_aws_conn, job) for job in jobs]))
+    assert [e["status"] for e in events] == ["Failed"] * 3
+    assert all("AccessDeniedException" in e["message"] for e in events)
+    assert local_aws_batch.requests.count("describejobs") == 0  # one call, the injected fault, for all three
+
+
+def test_azure_runs_ending_in_the_same_interval_cost_a_listing_not_a_read_each(local_azure_batch, polysync_azure_conn):
+    runs = [
+        AzureBatchJobOperator(
+            task_id=f"t{i}",
+            template_job_id="polysync-template",
+            azure_batch_conn_id=polysync_azure_conn,
+            parameters={"SECONDS_TO_RUN": 2, "EXIT_CODE": i % 2},
+        ).start_run(task_context(task_id=f"t{i}"))
+        for i in range(6)
+    ]
+    local_azure_batch.requests.clear()
+    triggers = [
+        AzureBatchJobTrigger(run_id=run.run_id, azure_batch_conn_id=polysync_azure_conn, poll_interval=POLL)
+        for run in runs
+    ]
+    events = asyncio.run(run_all(triggers))
+    assert [(e["status"], e["exit_code"]) for e in events] == [("Success", 0), ("Failed", 1)] * 3
+    listings = local_azure_batch.requests.count("GET /jobs")
+    task_reads = sum(r.endswith("/tasks/polysync") and r.startswith("GET") for r in local_azure_batch.requests)
+    # each run's task is read while it starts and once when its job completes, not at every poll
+    assert listings >= 4 and task_reads <= 6 * 4 < 6 * listings, (listings, task_reads)
