@@ -2,12 +2,13 @@
 #   make demo   runs the example DAGs against the local endpoints and prints each task's result
 #   make test   runs the linter and the whole test suite (the real-Airflow end-to-end suite included)
 #   make e2e    runs only the end-to-end suite
+#   make bench  measures our triggers and operator against the official providers'
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 UV_VERSION := 0.13.9
 BOOT := $(VENV)/.installed
 
-.PHONY: demo test e2e browser lint lock clean
+.PHONY: demo test e2e bench browser lint lock clean
 export SE_OFFLINE := true
 
 $(BOOT): pyproject.toml requirements.lock
@@ -21,14 +22,19 @@ demo: $(BOOT)
 	$(VENV)/bin/python scripts/demo.py
 
 lint: $(BOOT)
-	$(VENV)/bin/ruff check polysync_airflow tests example_dags scripts
-	$(VENV)/bin/ruff format --check polysync_airflow tests example_dags scripts
+	$(VENV)/bin/ruff check polysync_airflow tests example_dags scripts benchmarks
+	$(VENV)/bin/ruff format --check polysync_airflow tests example_dags scripts benchmarks
 
 test: lint browser
 	$(VENV)/bin/python -m pytest -q
 
 e2e: $(BOOT) browser
 	$(VENV)/bin/python -m pytest -q -m e2e tests/e2e
+
+# Our triggers against the official ones (about 10 minutes; writes docs/img/performance.png), and submit-to-defer.
+bench: $(BOOT)
+	$(VENV)/bin/python benchmarks/trigger_polling.py
+	$(VENV)/bin/python benchmarks/submit_to_defer.py
 
 # Debian's Chromium and its driver for the UI check (no browser download by a test tool).
 browser:
@@ -39,7 +45,7 @@ browser:
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(BOOT)
-	$(VENV)/bin/uv pip compile --quiet pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml --extra test --extra bench --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .demo

@@ -26,6 +26,8 @@ T = TypeVar("T")
 GATHER_SECONDS = 0.05  # runs that start together (a triggerer starting many triggers) share the first call
 MAX_SLACK_SECONDS = 1.0  # a run due this much later is read now, so runs fall into step
 MAX_BACKOFF_SECONDS = 60.0
+HANDOUT_SLICE = 50  # answers handed out per event-loop turn: a thousand triggers resuming at once stall the loop
+SIDE_CALLS_IN_FLIGHT = 8  # per-run calls besides the reads (the watched mark): a burst of them would stall it too
 
 ReadMany = Callable[[Any, Sequence[str]], Awaitable[dict[str, T]]]
 
@@ -70,6 +72,7 @@ class StatusPoller(Generic[T]):
         self._client_ready: asyncio.Future[Any] | None = None
         self._exit_stack = AsyncExitStack()
         self._loop_task: asyncio.Task[None] | None = None
+        self.side_calls = asyncio.Semaphore(SIDE_CALLS_IN_FLIGHT)
 
     @classmethod
     def shared(
@@ -152,12 +155,12 @@ class StatusPoller(Generic[T]):
         while self._runs:
             await asyncio.sleep(GATHER_SECONDS)  # let the runs that join together be read together
             now = time.monotonic()
-            due = [run_id for run_id, run in self._runs.items() if run.next_due - run.slack <= now]
-            if due:
-                await self._read(due, now)
+            if any(run.next_due <= now for run in self._runs.values()):
+                # With the runs that are due, read those due shortly after: runs started apart fall into step.
+                await self._read([run_id for run_id, run in self._runs.items() if run.next_due - run.slack <= now], now)
                 continue
             self._wake.clear()
-            sleep = min(run.next_due - run.slack for run in self._runs.values()) - now - GATHER_SECONDS
+            sleep = min(run.next_due for run in self._runs.values()) - now - GATHER_SECONDS
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(sleep, 0.0))
 
@@ -168,8 +171,11 @@ class StatusPoller(Generic[T]):
             for run_id in run_ids:
                 self._deliver(run_id, now, error=err)
             return
-        for run_id in run_ids:
-            self._deliver(run_id, now, answer=answers.get(run_id))
+        for start in range(0, len(run_ids), HANDOUT_SLICE):
+            if start:
+                await asyncio.sleep(0)  # let the triggers handed an answer run before the next slice
+            for run_id in run_ids[start : start + HANDOUT_SLICE]:
+                self._deliver(run_id, now, answer=answers.get(run_id))
 
     def _deliver(self, run_id: str, now: float, answer: Any = None, error: BaseException | None = None) -> None:
         run = self._runs.get(run_id)

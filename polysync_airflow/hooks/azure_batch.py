@@ -87,6 +87,12 @@ def decode_task(run_id: str, task: Any | None, job: Any | None = None) -> RunSta
     return RunState(run_id, status, failure_message or "", exit_code, native)
 
 
+def _ended_cleanly(task: Any) -> bool:
+    """Completed with exit code 0 and no failure: a success whatever its job says."""
+    info = _get(task, "executionInfo")
+    return _get(task, "state") == "completed" and _get(info, "exitCode") == 0 and _get(info, "failureInfo") is None
+
+
 def split_run_id(run_id: str) -> tuple[str, str]:
     job_id, _, task_id = run_id.partition("/")
     return job_id, task_id
@@ -132,6 +138,7 @@ def _client_options() -> dict[str, Any]:
 
 _WATCH_FIELDS = ["id", "state", "metadata"]
 _POLL_FIELDS = ["id", "state", "lastModified", "executionInfo", "metadata"]
+_TASK_POLL_FIELDS = ["id", "state", "executionInfo"]  # what decode_task reads
 TASK_READS_IN_FLIGHT = 16
 FULL_READ_SECONDS = 300.0  # a run's task is read at least this often, whatever its job shows
 
@@ -175,8 +182,9 @@ class AzureRunReader:
             job_id, task_id = split_run_id(run_id)
             async with gate:
                 try:
-                    task = await client.get_task(job_id, task_id)
-                    job = job or await client.get_job(job_id, select=_POLL_FIELDS)
+                    task = await client.get_task(job_id, task_id, select=_TASK_POLL_FIELDS)
+                    if job is None and not _ended_cleanly(task):  # its job tells a cancel or scheduling error
+                        job = await client.get_job(job_id, select=_POLL_FIELDS)
                 except ResourceNotFoundError:
                     self._seen.pop(run_id, None)
                     return

@@ -85,7 +85,8 @@ class PolysyncJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Poll interval 0: the shared poller paces the reads and backs off on faults, not this loop.
         watch = RunWatch(self.run_id, self.unknown_grace_period, self.log, self.outage_window, 0.0)
-        async with self.poller().watching(self.run_id, self.poll_interval) as (client, next_answer):
+        poller = self.poller()
+        async with poller.watching(self.run_id, self.poll_interval) as (client, next_answer):
             marked = False
 
             async def poll() -> RunState:
@@ -94,7 +95,8 @@ class PolysyncJobTrigger(BaseTrigger):
                 state = self.decode(answer)
                 if state.status is RunStatus.RUNNING and not marked:
                     marked = True
-                    await self._mark_watched_quietly(client, answer)
+                    async with poller.side_calls:
+                        await self._mark_watched_quietly(client, answer)
                 return state
 
             state, timed_out = await watch_run_async(poll, watch, 0.0, self.deadline)
