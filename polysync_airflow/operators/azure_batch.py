@@ -16,7 +16,7 @@ from polysync_airflow.links.azure_batch import AzureBatchJobLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey
 from polysync_airflow.polling import is_transient
-from polysync_airflow.status import RunState
+from polysync_airflow.status import RunState, RunStatus
 from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
 from polysync_airflow.validation import (
     PolysyncValidationError,
@@ -300,15 +300,18 @@ class AzureBatchJobOperator(PolysyncJobOperator):
             **self.polling_kwargs(deadline),
         )
 
-    def report_failure(self, run_id: str) -> None:
-        """Put the last lines of the task's stderr.txt into the task log."""
+    def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
+        """Put the last lines of the task's stderr.txt into the task log when the run failed."""
+        if status is not RunStatus.FAILED:
+            return ""
         try:
             tail = self.hook.download_tail(run_id, "stderr.txt")
         except Exception as err:
             self.log.warning("Could not read stderr.txt of %s: %s", run_id, err)
-            return
+            return ""
         lines = tail.splitlines()[-STDERR_TAIL_LINES:]
         if lines:
             self.log.error("Last %d line(s) of stderr.txt of %s:\n%s", len(lines), run_id, "\n".join(lines))
         else:
             self.log.info("stderr.txt of %s is empty", run_id)
+        return ""

@@ -47,6 +47,8 @@ class PolysyncJobOperator(BaseOperator):
         the task fails.
     :param outage_window: seconds of transient service faults (throttling, 5xx, dropped connections,
         timeouts) to ride out, retrying with capped exponential backoff, before the task fails.
+    :param fetch_logs: also put the end of the job's output into the task log when it succeeds (it is
+        always put there when the job fails).
 
     The operator's ``execution_timeout`` also bounds a deferred run: past it the job is terminated
     (when ``cancel_on_kill``) and the task fails.
@@ -62,6 +64,7 @@ class PolysyncJobOperator(BaseOperator):
         cancel_on_kill: bool = True,
         unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
         outage_window: float = DEFAULT_OUTAGE_WINDOW,
+        fetch_logs: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -70,6 +73,7 @@ class PolysyncJobOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.unknown_grace_period = float(unknown_grace_period)
         self.outage_window = float(outage_window)
+        self.fetch_logs = fetch_logs
         self._submitted: SubmittedRun | None = None
         self._finished = False
 
@@ -103,8 +107,11 @@ class PolysyncJobOperator(BaseOperator):
     def cancel(self, run_id: str) -> None:
         """Stop the run on the platform (sync)."""
 
-    def report_failure(self, run_id: str) -> None:
-        """Log what the platform can tell about a failed run (e.g. the end of its error output)."""
+    def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
+        """After the run ended: log what the platform can tell (the end of the job's output, always on
+        failure, on success with ``fetch_logs``), add details to the run ``info`` and persist extra links.
+        Returns text to add to the failure message ("" for none). Never raises for what it cannot read."""
+        return ""
 
     def polling_kwargs(self, deadline: float | None) -> dict[str, Any]:
         """The trigger arguments every platform shares."""
@@ -148,7 +155,7 @@ class PolysyncJobOperator(BaseOperator):
         except BaseException:
             self._cancel_after_interruption()
             raise
-        return self._finish(state.to_event() | {"timed_out": timed_out}, run)
+        return self._finish(context, state.to_event() | {"timed_out": timed_out}, run)
 
     def start_run(self, context: Context) -> SubmittedRun:
         """Validate, then reattach to the task instance's unwatched running job, or submit a new one."""
@@ -189,9 +196,9 @@ class PolysyncJobOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         monitor_url = self.link_class.stored_url(context)
-        return self._finish(event, SubmittedRun(event["run_id"], event.get("job_name") or "", monitor_url))
+        return self._finish(context, event, SubmittedRun(event["run_id"], event.get("job_name") or "", monitor_url))
 
-    def _finish(self, event: dict[str, Any], run: SubmittedRun) -> dict[str, Any]:
+    def _finish(self, context: Context, event: dict[str, Any], run: SubmittedRun) -> dict[str, Any]:
         """Turn the final event into the task's outcome: run info on success, an error otherwise."""
         self._finished = True
         status = RunStatus(event["status"])
@@ -204,14 +211,17 @@ class PolysyncJobOperator(BaseOperator):
             "monitor_url": run.monitor_url,
             "job_name": run.job_name,
         }
+        details = self.report_outcome(context, run.run_id, status, info)
+        if details:
+            message = f"{message}; {details}" if message else details
+            if status is not RunStatus.SUCCESS:
+                info["message"] = message
         where = f"(see {run.monitor_url})"
         if event.get("exit_code") is not None and f"exit code: {event['exit_code']}" not in message.lower():
             where = f"(exit code {event['exit_code']}; see {run.monitor_url})"
         if status is RunStatus.SUCCESS:
             self.log.info("Run %s succeeded: %s", run.run_id, message or "no message")
             return info
-        if status is RunStatus.FAILED:
-            self.report_failure(run.run_id)
         if status is RunStatus.CANCELLED:
             raise AirflowFailException(f"Run {run.run_id} was cancelled: {message or 'no reason given'} {where}")
         if event.get("timed_out"):
