@@ -11,7 +11,8 @@ from polysync_airflow.hooks.aws_batch import AwsBatchHook
 from polysync_airflow.links.aws_batch import AwsBatchJobLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import TRY_MARK, ExistingJob, TaskInstanceKey
-from polysync_airflow.status import RunState
+from polysync_airflow.polling import describe_error
+from polysync_airflow.status import RunState, RunStatus
 from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
 from polysync_airflow.validation import (
     PolysyncValidationError,
@@ -267,6 +268,25 @@ class AwsBatchJobOperator(PolysyncJobOperator):
 
     def cancel(self, run_id: str) -> None:
         self.hook.terminate_job(run_id)
+
+    def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
+        try:
+            job = self.hook.describe_job(run_id)
+        except Exception as err:  # the outcome stands; only its details are missing
+            self.log.warning("Could not describe job %s for its details: %s", run_id, describe_error(err))
+            return ""
+        if job is None:
+            return ""
+        details = [self._report_array(job, status, info), self._report_logs(context, job, status, info)]
+        return "; ".join(detail for detail in details if detail)
+
+    def _report_array(self, job: dict[str, Any], status: RunStatus, info: dict[str, Any]) -> str:
+        """An array job's final counts into ``info``; on failure, its failed children (the text returned)."""
+        return ""
+
+    def _report_logs(self, context: Context, job: dict[str, Any], status: RunStatus, info: dict[str, Any]) -> str:
+        """The end of the job's CloudWatch log stream into the task log, and the logs link."""
+        return ""
 
     def make_trigger(self, run: SubmittedRun, deadline: float | None) -> AwsBatchJobTrigger:
         return AwsBatchJobTrigger(
