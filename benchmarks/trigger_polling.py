@@ -422,8 +422,8 @@ def draw(rows: list[dict[str, Any]], path: Path) -> None:
             sizes = [r["n"] for r in mine]
             calls.plot(sizes, [r["status_calls"] for r in mine], styles[official], label=name)
             memory.plot(sizes, [r["memory_kb_per_run"] for r in mine], styles[official], label=name)
-    calls.set(xscale="log", yscale="log", xlabel="concurrent runs (N)", ylabel="status requests per run's life")
-    calls.set_title("Status requests (all runs, one job life)")
+    calls.set(xscale="log", yscale="log", xlabel="concurrent runs (N)", ylabel="status requests, all N runs")
+    calls.set_title("Status requests while N jobs run and end")
     memory.set(xscale="log", yscale="log", xlabel="concurrent runs (N)", ylabel="KB of RSS per run")
     memory.set_title("Memory per run")
     for axes in (calls, memory):
@@ -444,7 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="runs per phase; the table shows medians")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--chart", type=Path, default=CHART)
+    parser.add_argument("--redraw", type=Path, metavar="JSON", help="only draw the chart from saved results")
     args = parser.parse_args(argv)
+    if args.redraw:
+        draw(json.loads(args.redraw.read_text())["results"], args.chart)
+        return 0
 
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="polysync-bench-"))
     spawn = multiprocessing.get_context("spawn")
