@@ -241,9 +241,9 @@ class AwsBatchHook(AwsBaseHook):
         details = {job["jobId"]: job for i in range(0, len(ids), 100) for job in self.describe_jobs(ids[i : i + 100])}
         return [existing_job(s, details.get(s["jobId"])) for s in summaries]
 
-    def list_array_children(self, array_job_id: str, status: str) -> list[dict[str, Any]]:
+    def list_array_children(self, array_job_id: str, status: str, page_size: int = 100) -> list[dict[str, Any]]:
         """The children of an array job in one status (ListJobs ``arrayJobId`` + ``jobStatus``, all pages)."""
-        request: dict[str, Any] = {"arrayJobId": array_job_id, "jobStatus": status, "maxResults": 100}
+        request: dict[str, Any] = {"arrayJobId": array_job_id, "jobStatus": status, "maxResults": page_size}
         children: list[dict[str, Any]] = []
         while True:
             page = self.conn.list_jobs(**request)
