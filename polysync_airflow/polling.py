@@ -1,10 +1,10 @@
 """The polling loop both platforms share, in the triggerer (async) and in the worker (sync).
 
 A platform supplies one function that reads the run's current :class:`RunState`; this module decides
-when the run is over, logs each change of status once (so the task log reads as a timeline), gives a
-run that is not visible yet a grace period before calling it lost, rides out transient faults of the
-service (throttling, 5xx, dropped connections, timeouts) for an outage window with capped exponential
-backoff and jitter, and enforces the run's deadline.
+when the run is over, logs each change of status or progress once (so the task log reads as a
+timeline), gives a run that is not visible yet a grace period before calling it lost, rides out
+transient faults of the service (throttling, 5xx, dropped connections, timeouts) for an outage window
+with capped exponential backoff and jitter, and enforces the run's deadline.
 """
 
 from __future__ import annotations
@@ -128,13 +128,15 @@ class RunWatch:
         return None, delay
 
     def observe(self, state: RunState, now: float | None = None) -> RunState | None:
-        """Log a change of status; return the final state once the run is over, else None."""
+        """Log a change of status (or of progress); return the final state once the run is over, else None."""
         now = time.monotonic() if now is None else now
         self._failing_since, self._failures = None, 0
-        seen = (state.native_status, state.status, state.message)
+        seen = (state.native_status, state.status, state.message, state.progress)
         if seen != self._last_seen:
             self._last_seen = seen
             detail = f": {state.message}" if state.message else ""
+            if state.progress:
+                detail += f" [children: {state.progress}]"
             self.log.info("Run %s is %s (%s)%s", self.run_id, state.native_status or "not found", state.status, detail)
         if state.status.is_terminal:
             return state

@@ -35,13 +35,17 @@ class RunState:
     exit_code: int | None = None
     native_status: str | None = None
     """The platform's own status word (AWS job status, Azure task state), for the log timeline."""
+    progress: str = ""
+    """How far a run made of many parts has come (an AWS array job's children), e.g.
+    "37/100 succeeded, 2 failed, 10 running"; "" when the platform tells nothing of the kind."""
 
     def to_event(self) -> dict[str, Any]:
-        """The trigger event payload (contract: status, run_id, message, exit_code)."""
+        """The trigger event payload (contract: status, run_id, message, exit_code; also native_status, progress)."""
         return {
             "status": self.status.value,
             "run_id": self.run_id,
             "message": self.message,
             "exit_code": self.exit_code,
             "native_status": self.native_status,
+            "progress": self.progress,
         }

@@ -48,6 +48,46 @@ def is_cancel_reason(reason: str | None) -> bool:
     return any(phrase in (reason or "").lower() for phrase in CANCELLATION_PHRASES)
 
 
+def _count(value: Any) -> int:
+    """A non-negative count from an answer, 0 for anything else (a missing or malformed field)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def array_size(job: Mapping[str, Any]) -> int:
+    """The number of children of an array parent (DescribeJobs ``arrayProperties.size``); 0 for other jobs."""
+    props = job.get("arrayProperties")
+    return _count(props.get("size")) if isinstance(props, Mapping) else 0
+
+
+def array_counts(job: Mapping[str, Any]) -> dict[str, int] | None:
+    """An array parent's children by state, from ``arrayProperties.statusSummary``: size, succeeded, failed,
+    running and waiting (every other child: submitted, pending, runnable, starting or not created yet).
+    None for a job that is no array parent, or whose summary is not there yet."""
+    size = array_size(job)
+    summary = job["arrayProperties"].get("statusSummary") if size else None
+    if not isinstance(summary, Mapping) or not summary:
+        return None
+    succeeded, failed, running = (_count(summary.get(name)) for name in ("SUCCEEDED", "FAILED", "RUNNING"))
+    waiting = max(size - succeeded - failed - running, 0)
+    return {"size": size, "succeeded": succeeded, "failed": failed, "running": running, "waiting": waiting}
+
+
+def format_array_progress(counts: Mapping[str, int]) -> str:
+    """``37/100 succeeded, 2 failed, 10 running`` (and ``, 51 waiting`` while some children wait)."""
+    text = f"{counts['succeeded']}/{counts['size']} succeeded, {counts['failed']} failed, {counts['running']} running"
+    return f"{text}, {counts['waiting']} waiting" if counts.get("waiting") else text
+
+
+def child_index(summary: Mapping[str, Any]) -> int | None:
+    """An array child's index: ``arrayProperties.index``, else the ``<parent>:<index>`` suffix of its id."""
+    props = summary.get("arrayProperties")
+    index = props.get("index") if isinstance(props, Mapping) else None
+    if isinstance(index, int) and not isinstance(index, bool) and index >= 0:
+        return index
+    _parent, colon, suffix = str(summary.get("jobId") or "").rpartition(":")
+    return int(suffix) if colon and suffix.isdigit() else None
+
+
 def decode_job(job_id: str, job: Mapping[str, Any] | None) -> RunState:
     """One DescribeJobs entry (or None: not found) as a :class:`RunState`."""
     if job is None:
@@ -64,7 +104,9 @@ def decode_job(job_id: str, job: Mapping[str, Any] | None) -> RunState:
         message = f"Container exit code: {exit_code}"
     else:
         message = ""
-    return RunState(job_id, status, message, exit_code, native)
+    counts = array_counts(job)
+    progress = format_array_progress(counts) if counts else ""
+    return RunState(job_id, status, message, exit_code, native, progress)
 
 
 def existing_job(summary: Mapping[str, Any], detail: Mapping[str, Any] | None) -> ExistingJob:
@@ -198,6 +240,17 @@ class AwsBatchHook(AwsBaseHook):
         ids = [s["jobId"] for s in summaries]  # tags are only in DescribeJobs, up to 100 ids per call
         details = {job["jobId"]: job for i in range(0, len(ids), 100) for job in self.describe_jobs(ids[i : i + 100])}
         return [existing_job(s, details.get(s["jobId"])) for s in summaries]
+
+    def list_array_children(self, array_job_id: str, status: str, page_size: int = 100) -> list[dict[str, Any]]:
+        """The children of an array job in one status (ListJobs ``arrayJobId`` + ``jobStatus``, all pages)."""
+        request: dict[str, Any] = {"arrayJobId": array_job_id, "jobStatus": status, "maxResults": page_size}
+        children: list[dict[str, Any]] = []
+        while True:
+            page = self.conn.list_jobs(**request)
+            children += page.get("jobSummaryList", [])
+            if not page.get("nextToken"):
+                return children
+            request["nextToken"] = page["nextToken"]
 
     def mark_watched(self, job_id: str, watcher: str) -> None:
         job = self.describe_job(job_id)

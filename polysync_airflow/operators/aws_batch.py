@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from polysync_airflow.hooks.aws_batch import AwsBatchHook
+from polysync_airflow.hooks.aws_batch import AwsBatchHook, array_counts, array_size, child_index, job_exit_code
 from polysync_airflow.links.aws_batch import AwsBatchJobLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import TRY_MARK, ExistingJob, TaskInstanceKey
@@ -32,6 +32,27 @@ _ARN = r"arn:aws[a-z-]*:batch:[a-z0-9-]+:\d{12}"
 JOB_DEFINITION_RE = re.compile(rf"^(?:{_NAME}(?::[1-9]\d*)?|{_ARN}:job-definition/{_NAME}(?::[1-9]\d*)?)$")
 JOB_QUEUE_RE = re.compile(rf"^(?:{_NAME}|{_ARN}:job-queue/{_NAME})$")
 DEPENDENCY_TYPES = ("SEQUENTIAL", "N_TO_N")
+MAX_LISTED_CHILDREN = 20  # failed array children named in the failure message; the rest are counted
+
+
+def failed_children_text(indexes: Sequence[int], size: int, limit: int = MAX_LISTED_CHILDREN) -> str:
+    """``children 3, 7 failed (2 of 10)``; past ``limit`` indexes, ``... and N more failed``."""
+    shown = ", ".join(str(index) for index in indexes[:limit])
+    more = f" and {len(indexes) - limit} more" if len(indexes) > limit else ""
+    noun = "child" if len(indexes) == 1 else "children"
+    return f"{noun} {shown}{more} failed ({len(indexes)} of {size})"
+
+
+def child_failure_text(child: Mapping[str, Any]) -> str:
+    """Why one child failed: its status reason, its container's reason and its exit code."""
+    container = child.get("container") or {}
+    attempts = child.get("attempts") or [{}]
+    reasons = [child.get("statusReason"), container.get("reason"), (attempts[-1].get("container") or {}).get("reason")]
+    text = ": ".join(dict.fromkeys(reason for reason in reasons if reason))
+    code = job_exit_code(child)
+    if code is None:
+        return text
+    return f"{text} (exit code {code})" if text else f"exit code {code}"
 
 
 def job_name_for(key: TaskInstanceKey) -> str:
@@ -282,7 +303,40 @@ class AwsBatchJobOperator(PolysyncJobOperator):
 
     def _report_array(self, job: dict[str, Any], status: RunStatus, info: dict[str, Any]) -> str:
         """An array job's final counts into ``info``; on failure, its failed children (the text returned)."""
-        return ""
+        size = array_size(job)
+        if not size:
+            return ""
+        counts = array_counts(job)
+        info["array"] = {"size": size}
+        if counts is not None:
+            info["array"].update(succeeded=counts["succeeded"], failed=counts["failed"])
+            if counts["running"] + counts["waiting"]:
+                info["array"]["unfinished"] = counts["running"] + counts["waiting"]
+        if status is not RunStatus.FAILED or (counts is not None and not counts["failed"]):
+            return ""
+        parent_id = job.get("jobId") or info["run_id"]
+        try:
+            failed = self.hook.list_array_children(parent_id, "FAILED")
+        except Exception as err:  # the outcome stands; only its details are missing
+            self.log.warning("Could not list the failed children of array job %s: %s", parent_id, describe_error(err))
+            return f"{counts['failed']} of {size} children failed" if counts else ""
+        by_index = sorted(
+            ((index, child) for child in failed if (index := child_index(child)) is not None), key=lambda p: p[0]
+        )
+        if not by_index:
+            return f"{counts['failed']} of {size} children failed" if counts else ""
+        if counts is None:
+            info["array"]["failed"] = len(by_index)
+        details = [failed_children_text([index for index, _ in by_index], size)]
+        first_index, first = by_index[0]
+        try:
+            first = self.hook.describe_job(first["jobId"]) or first
+        except Exception as err:  # the summary from ListJobs still has the reason and exit code
+            self.log.warning("Could not describe child job %s: %s", first["jobId"], describe_error(err))
+        reason = child_failure_text(first)
+        if reason:
+            details.append(f"child {first_index}: {reason}")
+        return "; ".join(details)
 
     def _report_logs(self, context: Context, job: dict[str, Any], status: RunStatus, info: dict[str, Any]) -> str:
         """The end of the job's CloudWatch log stream into the task log, and the logs link."""

@@ -24,6 +24,7 @@ from polysync_airflow.testing.runner import LocalJobRunner
 
 _TAGS_PATH = "/v1/tags/"
 ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+JOB_STATUSES = (*ACTIVE_STATES, "SUCCEEDED", "FAILED")
 REASON_EXITED = "Essential container in task exited"
 REASON_TIMEOUT = "Job attempt duration exceeded timeout"
 REASON_DEPENDENCY = "Dependent Job failed"
@@ -425,17 +426,24 @@ class LocalAwsBatch(LocalHttpEndpoint):
         return {}
 
     def list_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("jobQueue") and body.get("arrayJobId"):
+            raise ClientException("Only one of jobQueue and arrayJobId may be specified")
+        wanted = body.get("jobStatus", "RUNNING")  # without a status, AWS lists only RUNNING jobs
+        if wanted not in JOB_STATUSES and not body.get("filters"):
+            raise ClientException(f"Job status is not one of {' | '.join(JOB_STATUSES)}")
         if body.get("arrayJobId"):
             parent = self._job(body["arrayJobId"])
-            jobs = list(parent.children) if parent else []
+            with self._lock:
+                jobs = list(parent.children) if parent else []
         elif body.get("jobQueue"):
             queue = self._queue(body["jobQueue"])
             with self._lock:
                 jobs = [job for job in self.jobs.values() if job.queue is queue]
         else:
             raise ClientException("Either jobQueue or arrayJobId must be specified")
+        # Filters don't apply to the children of an array job; elsewhere they make AWS ignore jobStatus.
         name_filters = [f for f in body.get("filters", []) if f.get("name") == "JOB_NAME"]
-        if name_filters:  # with filters, AWS ignores jobStatus
+        if name_filters and not body.get("arrayJobId"):
             patterns = [v.lower() for f in name_filters for v in f.get("values", [])]
             jobs = [
                 job
@@ -445,7 +453,6 @@ class LocalAwsBatch(LocalHttpEndpoint):
                 )
             ]
         else:
-            wanted = body.get("jobStatus", "RUNNING")
             jobs = [job for job in jobs if job.status == wanted]
         jobs.sort(key=lambda job: job.created_at, reverse=True)
         page, token = _page(jobs, body.get("maxResults"), body.get("nextToken"), 100)
@@ -579,7 +586,9 @@ class LocalAwsBatch(LocalHttpEndpoint):
         self._run_attempts(job)
 
     def _run_array(self, parent: Job) -> None:
-        for child in parent.children:
+        for child in parent.children:  # a child is created as it enters PENDING (its createdAt)
+            with self._lock:
+                child.created_at = _now_ms()
             self._set(child, "PENDING")
         self._set(parent, "RUNNABLE")
         indexes = iter(range(len(parent.children)))

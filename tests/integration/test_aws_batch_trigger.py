@@ -87,6 +87,7 @@ def test_success_and_failure_events(local_aws_batch, polysync_aws_conn):
         "message": "Essential container in task exited",
         "exit_code": 5,
         "native_status": "FAILED",
+        "progress": "",
         "job_name": "",
         "timed_out": False,
     }

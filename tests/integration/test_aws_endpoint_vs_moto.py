@@ -167,3 +167,21 @@ def test_describe_job_queues_shapes_match(moto_batch, ours):
     theirs = moto_batch.describe_job_queues(jobQueues=["polysync-default"])["jobQueues"][0]
     mine = ours.describe_job_queues(jobQueues=["polysync-default"])["jobQueues"][0]
     assert set(theirs) - set(mine) == set(), set(theirs) - set(mine)
+
+
+def test_list_jobs_of_an_array_by_status_shapes_match(moto_batch, ours):
+    ids = {}
+    for name, client in (("moto", moto_batch), ("ours", ours)):
+        ids[name] = submit(client, arrayProperties={"size": 3})["jobId"]
+        assert finished(client, ids[name])["status"] == "SUCCEEDED"
+    theirs = moto_batch.list_jobs(arrayJobId=ids["moto"], jobStatus="SUCCEEDED")["jobSummaryList"]
+    mine = ours.list_jobs(arrayJobId=ids["ours"], jobStatus="SUCCEEDED")["jobSummaryList"]
+    assert sorted(c["jobId"] for c in theirs) == [f"{ids['moto']}:{i}" for i in range(3)]
+    assert sorted(c["jobId"] for c in mine) == [f"{ids['ours']}:{i}" for i in range(3)]
+    assert set(theirs[0]) - set(mine[0]) == set(), set(theirs[0]) - set(mine[0])
+    for name, client in (("moto", moto_batch), ("ours", ours)):
+        assert client.list_jobs(arrayJobId=ids[name], jobStatus="FAILED")["jobSummaryList"] == []
+    bad = {"jobStatus": "DONE"}
+    theirs_error = error_of(lambda: moto_batch.list_jobs(arrayJobId=ids["moto"], **bad))
+    mine_error = error_of(lambda: ours.list_jobs(arrayJobId=ids["ours"], **bad))
+    assert theirs_error == mine_error, (theirs_error, mine_error)

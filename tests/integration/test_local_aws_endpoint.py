@@ -109,6 +109,32 @@ def test_an_array_job_with_a_failing_child_fails(batch):
     assert parent["arrayProperties"]["statusSummary"]["FAILED"] == 2
 
 
+def test_list_jobs_of_an_array_by_status_as_aws_answers(batch):
+    job_id = submit(batch, parameters={"seconds": "0"}, arrayProperties={"size": 3})
+    watch_statuses(batch, job_id)
+    listed = batch.list_jobs(arrayJobId=job_id, jobStatus="SUCCEEDED")["jobSummaryList"]
+    assert sorted(c["jobId"] for c in listed) == [f"{job_id}:{i}" for i in range(3)]
+    assert {c["status"] for c in listed} == {"SUCCEEDED"} and all("container" in c for c in listed)
+    assert batch.list_jobs(arrayJobId=job_id, jobStatus="FAILED")["jobSummaryList"] == []
+    assert batch.list_jobs(arrayJobId=job_id)["jobSummaryList"] == []  # no status: only RUNNING children
+    # Filters don't apply to the children of an array job: the status still does.
+    no_match = [{"name": "JOB_NAME", "values": ["no-such-name"]}]
+    filtered = batch.list_jobs(arrayJobId=job_id, jobStatus="SUCCEEDED", filters=no_match)["jobSummaryList"]
+    assert len(filtered) == 3
+    pages = list(
+        batch.get_paginator("list_jobs").paginate(
+            arrayJobId=job_id, jobStatus="SUCCEEDED", PaginationConfig={"PageSize": 2}
+        )
+    )
+    assert [len(p["jobSummaryList"]) for p in pages] == [2, 1]
+    with pytest.raises(ClientError) as err:
+        batch.list_jobs(arrayJobId=job_id, jobStatus="DONE")
+    assert err.value.response["Error"]["Code"] == "ClientException"
+    with pytest.raises(ClientError) as err:
+        batch.list_jobs(arrayJobId=job_id, jobQueue="polysync-default", jobStatus="SUCCEEDED")
+    assert err.value.response["Error"]["Code"] == "ClientException"
+
+
 def test_attempt_duration_timeout_and_retry_attempts(batch):
     # the endpoint enforces the timeout (AWS's minimum of 60 s is the operator's rule, not the endpoint's)
     _, job = watch_statuses(batch, submit(batch, parameters={"seconds": "30"}, timeout={"attemptDurationSeconds": 1}))
