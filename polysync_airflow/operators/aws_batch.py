@@ -336,7 +336,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     def _log_read_problem(err: Exception) -> str:
         code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
         if code == "AccessDeniedException":
-            return f"no permission to read it (logs:GetLogEvents): {describe_error(err)}"
+            return f"no permission to call {err.operation_name}: {describe_error(err)}"
         if code == "ResourceNotFoundException":
             return f"the log stream does not exist (yet, or any more): {describe_error(err)}"
         return describe_error(err)

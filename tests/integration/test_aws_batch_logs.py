@@ -197,10 +197,7 @@ def test_a_denied_log_read_gives_a_warning_and_the_same_outcome(
     job = only_job(local_aws_batch)
     log = capsys.readouterr().out
     assert f"Could not read the log output of job {job.job_id} (CloudWatch log group /aws/batch/job" in log
-    assert (
-        "no permission to read it (logs:GetLogEvents): AccessDeniedException: An error occurred (AccessDeniedException)"
-        in log
-    )
+    assert "no permission to call GetLogEvents: AccessDeniedException: An error occurred (AccessDeniedException)" in log
     assert "Last " not in log
     if task_state == "failed":
         assert f"Run {job.job_id} failed: Essential container in task exited (exit code 2; see https://" in log
