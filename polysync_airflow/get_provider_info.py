@@ -50,6 +50,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "extra-links": [
             "polysync_airflow.links.aws_batch.AwsBatchJobLink",
+            "polysync_airflow.links.aws_batch.AwsBatchJobLogsLink",
             "polysync_airflow.links.azure_batch.AzureBatchJobLink",
         ],
         "connection-types": [
@@ -72,6 +73,10 @@ def get_provider_info() -> dict[str, Any]:
                     "monitor_link_template": _text_field(
                         "Monitor link template",
                         "Optional URL of a job's console page; placeholders {region}, {job_id}.",
+                    ),
+                    "logs_link_template": _text_field(
+                        "Logs link template",
+                        "Optional URL of a job's log stream page; placeholders {region}, {log_group}, {log_stream}.",
                     ),
                     "region_name": _text_field("Region", "AWS region of the Batch queues, e.g. eu-west-1."),
                 },

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
@@ -20,6 +20,12 @@ from polysync_airflow.status import RunState, RunStatus
 CANCEL_REASON = "Cancelled by Polysync"
 DEFAULT_MONITOR_LINK_TEMPLATE = (
     "https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs/detail/{job_id}"
+)
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+"""Where AWS Batch sends a container's output when its job definition names no ``awslogs-group``."""
+DEFAULT_LOGS_LINK_TEMPLATE = (
+    "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+    "#logsV2:log-groups/log-group/{log_group}/log-events/{log_stream}"
 )
 
 # The seed's status table: Batch job status -> run status.
@@ -42,6 +48,19 @@ def job_exit_code(job: Mapping[str, Any]) -> int | None:
     if code is None and job.get("attempts"):
         code = (job["attempts"][-1].get("container") or {}).get("exitCode")
     return code
+
+
+def log_stream_name(job: Mapping[str, Any]) -> str | None:
+    """The job's CloudWatch log stream: ``container.logStreamName``, else its last attempt's (None: not started)."""
+    name = (job.get("container") or {}).get("logStreamName")
+    if not name and job.get("attempts"):
+        name = (job["attempts"][-1].get("container") or {}).get("logStreamName")
+    return name or None
+
+
+def logs_console_url(template: str, region: str, log_group: str, log_stream: str) -> str:
+    """A log stream's console page; group and stream are quoted as the Amazon provider's CloudWatch link does."""
+    return template.format(region=region, log_group=quote_plus(log_group), log_stream=quote_plus(log_stream))
 
 
 def is_cancel_reason(reason: str | None) -> bool:
@@ -125,6 +144,19 @@ def existing_job(summary: Mapping[str, Any], detail: Mapping[str, Any] | None) -
     )
 
 
+class NoLogStream(Exception):
+    """The job has no CloudWatch log stream to read; the message says why."""
+
+
+@dataclass(frozen=True)
+class JobLogStream:
+    """Where a job's output is in CloudWatch Logs."""
+
+    group: str
+    stream: str
+    region: str
+
+
 @dataclass(frozen=True)
 class JobDefinitionInfo:
     """One importable job definition: its latest ACTIVE revision and default parameters."""
@@ -140,7 +172,8 @@ class AwsBatchHook(AwsBaseHook):
 
     Credentials come from the Amazon provider's AWS base hook, so keys, profiles, role assumption, web
     identity, ``region_name`` and ``endpoint_url`` all work. The connection's extra may also hold
-    ``default_job_queue`` and ``monitor_link_template`` (placeholders ``{region}`` and ``{job_id}``).
+    ``default_job_queue``, ``monitor_link_template`` (placeholders ``{region}`` and ``{job_id}``) and
+    ``logs_link_template`` (placeholders ``{region}``, ``{log_group}`` and ``{log_stream}``).
     """
 
     conn_name_attr = "aws_conn_id"
@@ -176,20 +209,38 @@ class AwsBatchHook(AwsBaseHook):
     def effective_region(self) -> str:
         return self.region_name or self.conn.meta.region_name
 
+    @property
+    def logs_link_template(self) -> str:
+        return self._setting("logs_link_template") or DEFAULT_LOGS_LINK_TEMPLATE
+
     def monitor_url(self, job_id: str) -> str:
         """The console page of a job, from the connection's template (or AWS's console)."""
         values = {"region": self.effective_region, "job_id": quote(job_id, safe="")}
         try:
             return self.monitor_link_template.format(**values)
         except (KeyError, IndexError, ValueError) as err:
-            self.log.warning(
-                "monitor_link_template %r in connection %s is not usable (%s); it may use only {region} and "
-                "{job_id}. Using the AWS console link instead.",
-                self.monitor_link_template,
-                self.aws_conn_id,
-                err,
-            )
+            self._warn_template("monitor_link_template", self.monitor_link_template, "{region} and {job_id}", err)
             return DEFAULT_MONITOR_LINK_TEMPLATE.format(**values)
+
+    def logs_url(self, log: JobLogStream) -> str:
+        """The CloudWatch console page of a job's log stream, from the connection's template (or AWS's console)."""
+        try:
+            return logs_console_url(self.logs_link_template, log.region, log.group, log.stream)
+        except (KeyError, IndexError, ValueError) as err:
+            self._warn_template(
+                "logs_link_template", self.logs_link_template, "{region}, {log_group} and {log_stream}", err
+            )
+            return logs_console_url(DEFAULT_LOGS_LINK_TEMPLATE, log.region, log.group, log.stream)
+
+    def _warn_template(self, setting: str, template: str, placeholders: str, err: Exception) -> None:
+        self.log.warning(
+            "%s %r in connection %s is not usable (%s); it may use only %s. Using the AWS console link instead.",
+            setting,
+            template,
+            self.aws_conn_id,
+            err,
+            placeholders,
+        )
 
     # -- calls (sync, in the worker) -----------------------------------------------------------------
 
@@ -197,14 +248,21 @@ class AwsBatchHook(AwsBaseHook):
     def _session(self) -> Any:
         return self.get_session(region_name=self.region_name)
 
-    def _client(self, config: Config) -> Any:
-        # Both clients from one session: the second one reuses the service model the first one loaded.
+    def _client(self, config: Config, service: str = "batch", region_name: str | None = None) -> Any:
+        # Every client from one session: the second batch one reuses the service model the first one loaded.
         return self._session.client(
-            "batch",
-            endpoint_url=self.conn_config.get_service_endpoint_url(service_name="batch"),
+            service,
+            region_name=region_name,
+            endpoint_url=self.conn_config.get_service_endpoint_url(service_name=service),
             config=self._get_config(config),
             verify=self.verify,
         )
+
+    def _logs_client(self, region_name: str) -> Any:
+        clients = self.__dict__.setdefault("_logs_clients", {})
+        if region_name not in clients:
+            clients[region_name] = self._client(self.config, "logs", region_name)
+        return clients[region_name]
 
     @cached_property
     def conn(self) -> Any:
@@ -262,6 +320,39 @@ class AwsBatchHook(AwsBaseHook):
 
     def terminate_job(self, job_id: str, reason: str = CANCEL_REASON) -> None:
         self.conn.terminate_job(jobId=job_id, reason=reason)
+
+    def job_log_stream(self, job: Mapping[str, Any]) -> JobLogStream:
+        """Where a described job's output is: its stream, and the log group (and region) of its
+        ``logConfiguration`` (from the job, else DescribeJobDefinitions of its definition ARN), by default
+        ``/aws/batch/job`` in the connection's region. Raises :class:`NoLogStream` when there is none."""
+        stream = log_stream_name(job)
+        if stream is None:
+            raise NoLogStream(f"job {job.get('jobId')} has no log stream (its container never started)")
+        config = (job.get("container") or {}).get("logConfiguration") or self._definition_log_configuration(
+            job.get("jobDefinition")
+        )
+        driver = config.get("logDriver") or "awslogs"
+        if driver != "awslogs":
+            raise NoLogStream(f"job {job.get('jobId')} logs with the {driver!r} log driver, not to CloudWatch Logs")
+        options = config.get("options") or {}
+        return JobLogStream(
+            options.get("awslogs-group") or DEFAULT_LOG_GROUP,
+            stream,
+            options.get("awslogs-region") or self.effective_region,
+        )
+
+    def _definition_log_configuration(self, definition_arn: str | None) -> dict[str, Any]:
+        if not definition_arn:
+            return {}
+        found = self.conn.describe_job_definitions(jobDefinitions=[definition_arn]).get("jobDefinitions", [])
+        return (found[0].get("containerProperties") or {}).get("logConfiguration") or {} if found else {}
+
+    def tail_log(self, log: JobLogStream, lines: int = 50) -> list[str]:
+        """The last ``lines`` events of a log stream, oldest first (one GetLogEvents from the stream's end)."""
+        response = self._logs_client(log.region).get_log_events(
+            logGroupName=log.group, logStreamName=log.stream, limit=lines, startFromHead=False
+        )
+        return [event.get("message", "").rstrip("\n") for event in response.get("events", [])][-lines:]
 
     def list_job_definitions(self) -> list[JobDefinitionInfo]:
         """Every ACTIVE job definition at its highest revision (DescribeJobDefinitions, all pages)."""

@@ -7,3 +7,9 @@ class AwsBatchJobLink(PolysyncRunLink):
     """The AWS Batch console page of the submitted job."""
 
     name = "AWS Batch Job"
+
+
+class AwsBatchJobLogsLink(PolysyncRunLink):
+    """The CloudWatch console page of the job's log stream, stored once the run has ended and the stream is known."""
+
+    name = "AWS Batch Job Logs"

@@ -7,8 +7,18 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from polysync_airflow.hooks.aws_batch import AwsBatchHook, array_counts, array_size, child_index, job_exit_code
-from polysync_airflow.links.aws_batch import AwsBatchJobLink
+from botocore.exceptions import ClientError
+
+from polysync_airflow.hooks.aws_batch import (
+    AwsBatchHook,
+    JobLogStream,
+    NoLogStream,
+    array_counts,
+    array_size,
+    child_index,
+    job_exit_code,
+)
+from polysync_airflow.links.aws_batch import AwsBatchJobLink, AwsBatchJobLogsLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import TRY_MARK, ExistingJob, TaskInstanceKey
 from polysync_airflow.polling import describe_error
@@ -200,8 +210,10 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         "tags": "json",
         "depends_on": "json",
     }
-    operator_extra_links = (AwsBatchJobLink(),)
+    operator_extra_links = (AwsBatchJobLink(), AwsBatchJobLogsLink())
     link_class = AwsBatchJobLink
+    log_tail_lines = 50
+    """How many of the last lines of the job's log stream the task log shows."""
     ui_color = "#f4a460"
 
     def __init__(
@@ -339,8 +351,57 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         return "; ".join(details)
 
     def _report_logs(self, context: Context, job: dict[str, Any], status: RunStatus, info: dict[str, Any]) -> str:
-        """The end of the job's CloudWatch log stream into the task log, and the logs link."""
+        """The end of the job's CloudWatch log stream into the task log, and the logs link.
+
+        Always when the run did not succeed; on success only with ``fetch_logs``. What cannot be read (no
+        stream, no permission, any other error) is a warning: the outcome stands. Returns "" (the lines are
+        in the task log, not in the failure message)."""
+        succeeded = status is RunStatus.SUCCESS
+        if succeeded and not self.fetch_logs:
+            return ""
+        if (job.get("arrayProperties") or {}).get("size") is not None:
+            return ""  # an array parent has no stream of its own; its children have one each
+        job_id = job.get("jobId")
+        log: JobLogStream | None = None
+        try:
+            log = self.hook.job_log_stream(job)
+            AwsBatchJobLogsLink.persist(context, self.hook.logs_url(log))
+            lines = self.hook.tail_log(log, self.log_tail_lines)
+        except NoLogStream as err:
+            self.log.warning("No log output of job %s to show: %s", job_id, err)
+            return ""
+        except Exception as err:  # the outcome stands; only the log lines are missing
+            self.log.warning(
+                "Could not read the log output of job %s%s: %s",
+                job_id,
+                f" (CloudWatch log group {log.group}, stream {log.stream})" if log else "",
+                self._log_read_problem(err),
+            )
+            return ""
+        write = self.log.info if succeeded else self.log.error
+        if not lines:
+            write(
+                "The log stream of job %s is empty (CloudWatch log group %s, stream %s)", job_id, log.group, log.stream
+            )
+            return ""
+        write(
+            "Last %d lines of the output of job %s (CloudWatch log group %s, stream %s):\n%s",
+            len(lines),
+            job_id,
+            log.group,
+            log.stream,
+            "\n".join(lines),
+        )
         return ""
+
+    @staticmethod
+    def _log_read_problem(err: Exception) -> str:
+        code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
+        if code == "AccessDeniedException":
+            return f"no permission to call {err.operation_name}: {describe_error(err)}"
+        if code == "ResourceNotFoundException":
+            return f"the log stream does not exist (yet, or any more): {describe_error(err)}"
+        return describe_error(err)
 
     def make_trigger(self, run: SubmittedRun, deadline: float | None) -> AwsBatchJobTrigger:
         return AwsBatchJobTrigger(

@@ -3,6 +3,10 @@
 Every submitted job really runs its job definition's command (``Ref::name`` placeholders substituted)
 in a local subprocess and walks the AWS status sequence SUBMITTED -> PENDING -> RUNNABLE -> STARTING ->
 RUNNING -> SUCCEEDED/FAILED, with the real exit code and AWS's wording of the status reason.
+
+Each job's output is also kept as a CloudWatch Logs stream (the job's ``container.logStreamName``, in the
+job definition's ``awslogs-group``, else ``/aws/batch/job``), served by the CloudWatch Logs JSON API
+``GetLogEvents`` on the same URL, so a boto3 ``logs`` client with this ``endpoint_url`` reads it.
 """
 
 from __future__ import annotations
@@ -28,12 +32,23 @@ JOB_STATUSES = (*ACTIVE_STATES, "SUCCEEDED", "FAILED")
 REASON_EXITED = "Essential container in task exited"
 REASON_TIMEOUT = "Job attempt duration exceeded timeout"
 REASON_DEPENDENCY = "Dependent Job failed"
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+LOGS_TARGET_PREFIX = "Logs_20140328."
+_LOGS_PAGE_LIMIT = 10000
 
 
 class ClientException(Exception):
     """The error AWS Batch returns for a bad request (HTTP 400, ``__type`` ClientException)."""
 
     code = "ClientException"
+
+
+class LogsError(Exception):
+    """An error of the CloudWatch Logs API (HTTP 400 with its ``__type``, as AWS answers)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _now_ms() -> int:
@@ -77,6 +92,13 @@ class JobDefinition:
     tags: dict[str, str] = field(default_factory=dict)
     propagate_tags: bool = False
     image: str = "busybox"
+    log_configuration: dict[str, Any] | None = None
+
+    @property
+    def log_group(self) -> str:
+        """Where the jobs' output goes: the ``awslogs-group`` option, else AWS Batch's default group."""
+        options = (self.log_configuration or {}).get("options") or {}
+        return options.get("awslogs-group") or DEFAULT_LOG_GROUP
 
     def describe(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -97,6 +119,8 @@ class JobDefinition:
             "platformCapabilities": ["EC2"],
             "containerOrchestrationType": "ECS",
         }
+        if self.log_configuration:
+            result["containerProperties"]["logConfiguration"] = self.log_configuration
         if self.timeout:
             result["timeout"] = self.timeout
         if self.retry_strategy:
@@ -140,8 +164,11 @@ class Job:
             "image": self.definition.image,
             "command": substitute(self.definition.command, self.parameters),
             "environment": self.environment_list(),
-            "logStreamName": self.log_stream_name,
         }
+        if self.started_at is not None:  # AWS names the stream once the container has started
+            container["logStreamName"] = self.log_stream_name
+        if self.definition.log_configuration:
+            container["logConfiguration"] = self.definition.log_configuration
         if self.exit_code is not None:
             container["exitCode"] = self.exit_code
         return container
@@ -259,6 +286,15 @@ class LocalAwsBatch(LocalHttpEndpoint):
         self.jobs: dict[str, Job] = {}
         self.describe_counts: Counter[str] = Counter()
         """How often each job id was asked for in DescribeJobs (tests: "is anyone watching this job?")."""
+        self.log_groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        """CloudWatch Logs: group name -> stream name -> events (``timestamp``, ``message``, ``ingestionTime``)."""
+        self.deny_log_reads = False
+        """Tests: answer every CloudWatch Logs read with ``AccessDeniedException``, as AWS does without
+        ``logs:GetLogEvents`` permission."""
+        self._logs_operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "GetLogEvents": self.get_log_events,
+            "DeleteLogStream": self.delete_log_stream,
+        }
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "submitjob": self.submit_job,
             "describejobs": self.describe_jobs,
@@ -284,7 +320,15 @@ class LocalAwsBatch(LocalHttpEndpoint):
                     "jobDefinitionName": definition["name"],
                     "type": "container",
                     "parameters": definition.get("parameters", {}),
-                    "containerProperties": {"image": "busybox", "command": definition["command"]},
+                    "containerProperties": {
+                        "image": "busybox",
+                        "command": definition["command"],
+                        **(
+                            {"logConfiguration": definition["log_configuration"]}
+                            if definition.get("log_configuration")
+                            else {}
+                        ),
+                    },
                 }
             )
             if definition.get("deregistered"):
@@ -303,6 +347,9 @@ class LocalAwsBatch(LocalHttpEndpoint):
     # -- wire protocol ---------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Response:
+        target = next((v for k, v in request.headers.items() if k.lower() == "x-amz-target"), "")
+        if target.startswith(LOGS_TARGET_PREFIX):
+            return self._dispatch_logs(request, target[len(LOGS_TARGET_PREFIX) :])
         operation = request.path.rstrip("/").rsplit("/", 1)[-1].lower()
         handler = self._operations.get(operation) if request.method == "POST" else None
         resource: dict[str, str] = {}
@@ -324,6 +371,29 @@ class LocalAwsBatch(LocalHttpEndpoint):
     @staticmethod
     def _error(status: int, code: str, message: str) -> Response:
         return Response.json(status, {"__type": code, "message": message}, **{"x-amzn-ErrorType": code})
+
+    def _dispatch_logs(self, request: Request, operation: str) -> Response:
+        """CloudWatch Logs (JSON 1.1 protocol: ``POST /`` with ``X-Amz-Target: Logs_20140328.<Operation>``)."""
+        self.record(f"logs:{operation}")
+        handler = self._logs_operations.get(operation) if request.method == "POST" else None
+        if handler is None:
+            return self._error(400, "UnknownOperationException", f"Unknown operation {operation}")
+        content_type = "application/x-amz-json-1.1"
+        try:
+            return Response.json(200, handler(request.json()), content_type=content_type)
+        except LogsError as exc:
+            return Response.json(
+                400,
+                {"__type": exc.code, "message": str(exc)},
+                content_type=content_type,
+                **{"x-amzn-ErrorType": exc.code},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            return Response.json(
+                400,
+                {"__type": "InvalidParameterException", "message": f"Invalid request: {exc}"},
+                content_type=content_type,
+            )
 
     # -- lookups ---------------------------------------------------------------------------------
 
@@ -512,6 +582,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
                 tags=dict(body.get("tags", {})),
                 propagate_tags=bool(body.get("propagateTags", False)),
                 image=props.get("image", "busybox"),
+                log_configuration=props.get("logConfiguration"),
             )
             self.definitions.append(definition)
         return {"jobDefinitionName": name, "jobDefinitionArn": definition.arn, "revision": revision}
@@ -640,11 +711,13 @@ class LocalAwsBatch(LocalHttpEndpoint):
             if self._wait(job, self.step_seconds):
                 return self._set(job, "FAILED")
             self._set(job, "RUNNING")
+            self._open_log_stream(job)
             if on_running:
                 on_running()
             started = _now_ms()
             env["AWS_BATCH_JOB_ATTEMPT"] = str(attempt)
             outcome = self.runner.run_process(job.job_id, command, env, timeout=timeout)
+            self._append_output(job, outcome.stdout_path, outcome.stderr_path)
             with self._lock:
                 job.exit_code = outcome.exit_code
                 reason = (
@@ -667,6 +740,83 @@ class LocalAwsBatch(LocalHttpEndpoint):
             if outcome.killed or outcome.timed_out:
                 return self._set(job, "FAILED", reason)
         self._set(job, "FAILED", REASON_EXITED)
+
+    # -- CloudWatch Logs ---------------------------------------------------------------------------------
+
+    def _open_log_stream(self, job: Job) -> None:
+        """The container started: its stream exists from now on (empty until output arrives)."""
+        with self._lock:
+            self.log_groups.setdefault(job.definition.log_group, {}).setdefault(job.log_stream_name, [])
+
+    def _append_output(self, job: Job, *paths: Path) -> None:
+        """An attempt ended: its output, line by line, becomes events of the job's stream (stdout, then stderr)."""
+        now = _now_ms()
+        lines = [line for path in paths if path.exists() for line in path.read_text(errors="replace").splitlines()]
+        with self._lock:
+            stream = self.log_groups.setdefault(job.definition.log_group, {}).setdefault(job.log_stream_name, [])
+            stream += [{"timestamp": now, "message": line, "ingestionTime": now} for line in lines]
+
+    def log_events(self, group: str, stream: str) -> list[dict[str, Any]]:
+        """Tests: the events of one stream (a copy)."""
+        with self._lock:
+            return list(self.log_groups[group][stream])
+
+    def _stream(self, body: dict[str, Any], action: str) -> list[dict[str, Any]]:
+        group = body.get("logGroupName") or body.get("logGroupIdentifier")
+        stream = body["logStreamName"]
+        if not group:
+            raise LogsError("InvalidParameterException", "Either logGroupName or logGroupIdentifier is required")
+        if self.deny_log_reads:
+            arn = f"arn:aws:logs:{self.region}:{self.account}:log-group:{group}:log-stream:{stream}"
+            raise LogsError(
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{self.account}:user/polysync-local is not authorized to perform: "
+                f"logs:{action} on resource: {arn} because no identity-based policy allows the logs:{action} action",
+            )
+        with self._lock:
+            if group not in self.log_groups:
+                raise LogsError("ResourceNotFoundException", "The specified log group does not exist.")
+            if stream not in self.log_groups[group]:
+                raise LogsError("ResourceNotFoundException", "The specified log stream does not exist.")
+            return self.log_groups[group][stream]
+
+    def get_log_events(self, body: dict[str, Any]) -> dict[str, Any]:
+        """GetLogEvents: one page of a stream. Tokens are ``f/<index>`` and ``b/<index>`` (AWS's form); without
+        a token, ``startFromHead`` false (the default) gives the latest ``limit`` events."""
+        with self._lock:
+            events = [
+                dict(e)
+                for e in self._stream(body, "GetLogEvents")
+                if e["timestamp"] >= body.get("startTime", 0)
+                and ("endTime" not in body or e["timestamp"] < body["endTime"])
+            ]
+        limit = int(body.get("limit") or _LOGS_PAGE_LIMIT)
+        if not 1 <= limit <= _LOGS_PAGE_LIMIT:
+            raise LogsError("InvalidParameterException", f"limit must be between 1 and {_LOGS_PAGE_LIMIT}")
+        token = body.get("nextToken")
+        if token:
+            direction, _, index = token.partition("/")
+            if direction not in ("f", "b") or not index.isdigit():
+                raise LogsError("InvalidParameterException", "The specified nextToken is invalid.")
+            position = min(int(index), len(events))
+            start, end = (position, position + limit) if direction == "f" else (position - limit, position)
+        elif body.get("startFromHead"):
+            start, end = 0, limit
+        else:
+            start, end = len(events) - limit, len(events)
+        start, end = max(start, 0), min(end, len(events))
+        return {
+            "events": events[start:end],
+            "nextForwardToken": f"f/{end:056d}",
+            "nextBackwardToken": f"b/{start:056d}",
+        }
+
+    def delete_log_stream(self, body: dict[str, Any]) -> dict[str, Any]:
+        """DeleteLogStream (tests: a stream that is gone, as after its retention expired)."""
+        self._stream(body, "DeleteLogStream")
+        with self._lock:
+            del self.log_groups[body["logGroupName"]][body["logStreamName"]]
+        return {}
 
     # -- helpers for tests -------------------------------------------------------------------------
 

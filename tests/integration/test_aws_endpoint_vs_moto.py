@@ -185,3 +185,80 @@ def test_list_jobs_of_an_array_by_status_shapes_match(moto_batch, ours):
     theirs_error = error_of(lambda: moto_batch.list_jobs(arrayJobId=ids["moto"], **bad))
     mine_error = error_of(lambda: ours.list_jobs(arrayJobId=ids["ours"], **bad))
     assert theirs_error == mine_error, (theirs_error, mine_error)
+
+
+# -- CloudWatch Logs GetLogEvents ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_logs(moto_batch):
+    """moto's logs API (same server), with one stream holding the three lines our job below prints."""
+    logs = boto3.client("logs", endpoint_url=moto_batch.meta.endpoint_url, **CREDENTIALS)
+    logs.create_log_group(logGroupName="/aws/batch/job")
+    logs.create_log_stream(logGroupName="/aws/batch/job", logStreamName="polysync-job/default/oracle")
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName="/aws/batch/job",
+        logStreamName="polysync-job/default/oracle",
+        logEvents=[{"timestamp": now + i, "message": f"line {i}"} for i in (1, 2, 3)],
+    )
+    return logs
+
+
+@pytest.fixture
+def our_logs(local_aws_batch, ours):
+    """Our logs API, with the stream of a finished job that printed three lines."""
+    ours.register_job_definition(
+        jobDefinitionName="three-lines",
+        type="container",
+        containerProperties={
+            "image": "busybox",
+            "command": ["/bin/sh", "-c", "echo line 1; echo line 2; echo line 3"],
+            "vcpus": 1,
+            "memory": 128,
+        },
+    )
+    job = finished(
+        ours, ours.submit_job(jobName="x", jobDefinition="three-lines", jobQueue="polysync-default")["jobId"]
+    )
+    logs = boto3.client("logs", endpoint_url=local_aws_batch.url, **CREDENTIALS)
+    return logs, job["container"]["logStreamName"]
+
+
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [{}, {"limit": 2}, {"limit": 2, "startFromHead": True}, {"startFromHead": True}],
+    ids=["all", "last-2", "first-2", "from-head"],
+)
+def test_get_log_events_answers_alike(moto_logs, our_logs, request_kwargs):
+    logs, stream = our_logs
+    theirs = moto_logs.get_log_events(
+        logGroupName="/aws/batch/job", logStreamName="polysync-job/default/oracle", **request_kwargs
+    )
+    mine = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, **request_kwargs)
+    assert shape(theirs) == shape(mine) == {"events", "nextForwardToken", "nextBackwardToken"}
+    assert [e["message"] for e in theirs["events"]] == [e["message"] for e in mine["events"]]
+    assert set(theirs["events"][0]) == set(mine["events"][0]) == {"timestamp", "message", "ingestionTime"}
+    for key in ("nextForwardToken", "nextBackwardToken"):  # AWS's token form: direction, slash, 56 digits
+        assert mine[key][:2] == theirs[key][:2] and len(mine[key]) == len(theirs[key]) == 58
+
+
+def test_get_log_events_backward_paging_reads_the_whole_stream(our_logs):
+    logs, stream = our_logs
+    page = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, limit=2)
+    older = logs.get_log_events(
+        logGroupName="/aws/batch/job", logStreamName=stream, limit=2, nextToken=page["nextBackwardToken"]
+    )
+    assert [e["message"] for e in older["events"] + page["events"]] == ["line 1", "line 2", "line 3"]
+
+
+def test_get_log_events_errors_match(moto_logs, our_logs):
+    logs, _stream = our_logs
+    for group, stream in (("/no/such/group", "s"), ("/aws/batch/job", "no-such-stream")):
+        theirs = error_of(lambda g=group, s=stream: moto_logs.get_log_events(logGroupName=g, logStreamName=s))
+        mine = error_of(lambda g=group, s=stream: logs.get_log_events(logGroupName=g, logStreamName=s))
+        assert (theirs[0], theirs[2]) == (mine[0], mine[2]) == ("ResourceNotFoundException", 400)
+    # AWS names what is missing (moto says "log group" for both)
+    assert error_of(lambda: logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="x"))[1] == (
+        "The specified log stream does not exist."
+    )

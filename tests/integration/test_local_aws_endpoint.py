@@ -225,3 +225,42 @@ def test_seed_from_a_file(tmp_path):
     with LocalAwsBatch(seed) as endpoint:
         assert list(endpoint.queues) == ["q"]
         assert [d.name for d in endpoint.definitions] == ["d"]
+
+
+def test_job_output_is_a_cloudwatch_stream_in_the_definitions_log_group(batch, local_aws_batch):
+    batch.register_job_definition(
+        jobDefinitionName="logged",
+        type="container",
+        containerProperties={
+            "image": "busybox",
+            "command": ["/bin/sh", "-c", "echo out-1; echo err-1 >&2; sleep 0.5; echo out-2; exit 5"],
+            "vcpus": 1,
+            "memory": 128,
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/polysync/logged"}},
+        },
+    )
+    definition = batch.describe_job_definitions(jobDefinitionName="logged")["jobDefinitions"][0]
+    assert definition["containerProperties"]["logConfiguration"]["options"] == {"awslogs-group": "/polysync/logged"}
+    job_id = submit(batch, jobDefinition="logged")
+    assert "logStreamName" not in batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]  # not started yet
+    local_aws_batch.wait_for_job(job_id)
+    container = batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]
+    assert container["logStreamName"] == f"logged/default/{job_id}"
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/polysync/logged"
+    logs = boto3.client(
+        "logs",
+        endpoint_url=local_aws_batch.url,
+        region_name="us-east-1",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
+    events = logs.get_log_events(logGroupName="/polysync/logged", logStreamName=container["logStreamName"])["events"]
+    assert [e["message"] for e in events] == ["out-1", "out-2", "err-1"]  # stdout, then stderr
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=container["logStreamName"])
+    local_aws_batch.deny_log_reads = True
+    with pytest.raises(ClientError) as err:
+        logs.get_log_events(logGroupName="/polysync/logged", logStreamName=container["logStreamName"])
+    assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert local_aws_batch.requests.count("logs:GetLogEvents") == 3

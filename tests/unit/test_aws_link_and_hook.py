@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from polysync_airflow.hooks.aws_batch import AwsBatchHook
+from polysync_airflow import AwsBatchJobOperator
+from polysync_airflow.hooks.aws_batch import AwsBatchHook, JobLogStream, log_stream_name
 from polysync_airflow.links.aws_batch import AwsBatchJobLink
 
 
@@ -84,3 +85,87 @@ def test_hook_identity():
     assert AwsBatchHook.default_conn_name == "aws_default"
     assert AwsBatchHook.conn_type == "polysync_aws_batch"
     assert AwsBatchHook().client_type == "batch"
+
+
+# -- the CloudWatch logs link ---------------------------------------------------------------------------------
+
+
+def test_logs_link_name_and_xcom_key():
+    from polysync_airflow.links.aws_batch import AwsBatchJobLogsLink
+
+    assert AwsBatchJobLogsLink.name == "AWS Batch Job Logs"
+    assert AwsBatchJobLogsLink().xcom_key == "_link_AwsBatchJobLogsLink"
+    assert AwsBatchJobLogsLink.name in {link.name for link in AwsBatchJobOperator.operator_extra_links}
+
+
+def test_default_logs_console_link_quotes_group_and_stream_like_the_amazon_provider(monkeypatch):
+    from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
+
+    hook = use_connection(monkeypatch, "aws_logs", region_name="eu-west-1")
+    log = JobLogStream("/aws/batch/job", "polysync-job/default/0b1c-2d", "eu-west-1")
+    url = hook.logs_url(log)
+    assert url == (
+        "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
+        "#logsV2:log-groups/log-group/%2Faws%2Fbatch%2Fjob/log-events/polysync-job%2Fdefault%2F0b1c-2d"
+    )
+    # the Amazon provider's CloudWatch link (console.aws.amazon.com) has the same path and quoting
+    theirs = CloudWatchEventsLink().format_link(
+        aws_domain="aws.amazon.com",
+        awslogs_region="eu-west-1",
+        awslogs_group=log.group,
+        awslogs_stream_name=log.stream,
+    )
+    assert url.partition(".console.")[2] == theirs.partition("://console.")[2]
+
+
+def test_logs_link_quotes_spaces_and_plus(monkeypatch):
+    hook = use_connection(monkeypatch, "aws_logs", region_name="us-east-1")
+    url = hook.logs_url(JobLogStream("/my group+x", "a b", "us-east-1"))
+    assert url.endswith("#logsV2:log-groups/log-group/%2Fmy+group%2Bx/log-events/a+b")
+
+
+def test_logs_link_uses_the_streams_region(monkeypatch):
+    hook = use_connection(monkeypatch, "aws_logs", region_name="us-east-1")
+    assert hook.logs_url(JobLogStream("g", "s", "ap-south-1")).startswith(
+        "https://ap-south-1.console.aws.amazon.com/cloudwatch/home?region=ap-south-1#"
+    )
+
+
+def test_logs_link_template_from_the_connection(monkeypatch):
+    hook = use_connection(
+        monkeypatch,
+        "aws_logs",
+        region_name="cn-north-1",
+        logs_link_template="https://console.amazonaws.cn/cloudwatch/home?region={region}"
+        "#logsV2:log-groups/log-group/{log_group}/log-events/{log_stream}",
+    )
+    assert hook.logs_url(JobLogStream("/aws/batch/job", "d/default/j", "cn-north-1")) == (
+        "https://console.amazonaws.cn/cloudwatch/home?region=cn-north-1"
+        "#logsV2:log-groups/log-group/%2Faws%2Fbatch%2Fjob/log-events/d%2Fdefault%2Fj"
+    )
+
+
+def test_a_broken_logs_template_falls_back_to_the_console_and_warns(monkeypatch, caplog, capsys):
+    hook = use_connection(monkeypatch, "aws_logs", region_name="us-east-1", logs_link_template="https://x/{job_id}")
+    assert hook.logs_url(JobLogStream("g", "s", "us-east-1")).startswith("https://us-east-1.console.aws.amazon.com/")
+    logged = caplog.text + capsys.readouterr().out
+    assert "logs_link_template 'https://x/{job_id}' in connection aws_logs is not usable" in logged
+
+
+@pytest.mark.parametrize(
+    ("job", "stream"),
+    [
+        ({"container": {"logStreamName": "d/default/1"}}, "d/default/1"),
+        (
+            {
+                "container": {},
+                "attempts": [{"container": {"logStreamName": "a"}}, {"container": {"logStreamName": "b"}}],
+            },
+            "b",
+        ),
+        ({"container": {}, "attempts": []}, None),
+        ({"arrayProperties": {"size": 2}}, None),
+    ],
+)
+def test_log_stream_name(job, stream):
+    assert log_stream_name(job) == stream

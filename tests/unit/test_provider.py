@@ -33,9 +33,18 @@ def test_every_registered_class_and_module_imports():
         assert getattr(importlib.import_module(module), name)
 
 
+def test_every_operator_link_is_registered():
+    from polysync_airflow import AwsBatchJobOperator, AzureBatchJobOperator
+
+    registered = set(get_provider_info()["extra-links"])
+    for operator in (AwsBatchJobOperator, AzureBatchJobOperator):
+        for link in operator.operator_extra_links:
+            assert f"{type(link).__module__}.{type(link).__name__}" in registered
+
+
 def test_connection_forms_offer_the_polysync_settings():
     forms = {c["connection-type"]: set(c["conn-fields"]) for c in get_provider_info()["connection-types"]}
-    assert {"default_job_queue", "monitor_link_template"} <= forms["polysync_aws_batch"]
+    assert {"default_job_queue", "monitor_link_template", "logs_link_template"} <= forms["polysync_aws_batch"]
     assert {"account_url", "subscription_id", "resource_group", "monitor_link_template"} <= forms[
         "polysync_azure_batch"
     ]
