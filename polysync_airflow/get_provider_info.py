@@ -52,6 +52,7 @@ def get_provider_info() -> dict[str, Any]:
             "polysync_airflow.links.aws_batch.AwsBatchJobLink",
             "polysync_airflow.links.aws_batch.AwsBatchJobLogsLink",
             "polysync_airflow.links.azure_batch.AzureBatchJobLink",
+            "polysync_airflow.links.azure_batch.AzureBatchTaskLink",
         ],
         "connection-types": [
             {
@@ -94,12 +95,17 @@ def get_provider_info() -> dict[str, Any]:
                 },
                 "conn-fields": {
                     "account_url": _text_field("Batch Account URL", "e.g. https://<account>.<region>.batch.azure.com"),
-                    "subscription_id": _text_field("Subscription ID", "For the Azure portal link of each job."),
-                    "resource_group": _text_field("Resource group", "For the Azure portal link of each job."),
+                    "subscription_id": _text_field("Subscription ID", "For the Azure portal links of jobs and tasks."),
+                    "resource_group": _text_field("Resource group", "For the Azure portal links of jobs and tasks."),
                     "monitor_link_template": _text_field(
                         "Monitor link template",
                         "Optional URL of a job's page; placeholders {subscription_id}, {resource_group}, "
                         "{account}, {job_id}.",
+                    ),
+                    "task_link_template": _text_field(
+                        "Task link template",
+                        "Optional URL of a task's page; placeholders as above and {task_id}. Default: the job link "
+                        "followed by /tasks/{task_id}.",
                     ),
                     "managed_identity_client_id": _text_field(
                         "Managed Identity Client ID", "Entra ID: the user-assigned managed identity to use."

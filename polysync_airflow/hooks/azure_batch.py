@@ -24,6 +24,7 @@ DEFAULT_MONITOR_LINK_TEMPLATE = (
     "https://portal.azure.com/#resource/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
     "/providers/Microsoft.Batch/batchAccounts/{account}/jobs/{job_id}"
 )
+TASK_LINK_SUFFIX = "/tasks/{task_id}"
 BATCH_SCOPE = "https://batch.core.windows.net//.default"
 
 # The seed's status table: Batch task state -> run status (completed is decided by the exit code).
@@ -212,9 +213,9 @@ class AzureBatchHook(BaseHook):
     Shared key: login = account name, password = account key, extra ``account_url``. Without a key,
     Microsoft Entra ID through azure-identity (managed identity: extra ``managed_identity_client_id``;
     workload identity: ``workload_identity_tenant_id``), as the official hook does. Polysync settings in
-    the extra: ``subscription_id`` and ``resource_group`` (for the monitor link), optional
-    ``monitor_link_template`` (placeholders ``{subscription_id}``, ``{resource_group}``, ``{account}``,
-    ``{job_id}``).
+    the extra: ``subscription_id`` and ``resource_group`` (for the portal links of the job and its task),
+    optional ``monitor_link_template`` (placeholders ``{subscription_id}``, ``{resource_group}``, ``{account}``,
+    ``{job_id}``) and ``task_link_template`` (the same and ``{task_id}``; see :meth:`task_url`).
     """
 
     conn_name_attr = "azure_batch_conn_id"
@@ -275,18 +276,44 @@ class AzureBatchHook(BaseHook):
     def monitor_url(self, job_id: str) -> str:
         """The portal page of a job, or "" (with a warning naming the missing extra) when unknown."""
         template = self._setting("monitor_link_template") or DEFAULT_MONITOR_LINK_TEMPLATE
+        return self._portal_url(template, "monitor_link_template", f"job {job_id}", job_id=job_id)
+
+    def task_url(self, run_id: str) -> str:
+        """The portal page of a run's task (``run_id`` = ``{jobId}/{taskId}``), or "" (with a warning).
+
+        ``task_link_template`` in the extra when set; otherwise the job link's template (``monitor_link_template``
+        or the portal default) followed by ``/tasks/{task_id}``, which needs that template to end with
+        ``{job_id}`` (the portal's form: ``.../batchAccounts/{account}/jobs/{job_id}/tasks/{task_id}``).
+        """
+        job_id, task_id = split_run_id(run_id)
+        template = self._setting("task_link_template")
+        setting = "task_link_template"
+        if not template:
+            job_template = self._setting("monitor_link_template") or DEFAULT_MONITOR_LINK_TEMPLATE
+            if not job_template.endswith("{job_id}"):
+                self.log.warning(
+                    "No Azure portal link for task %s: monitor_link_template of connection %s does not end with "
+                    "{job_id}, so the task page cannot be derived from it; set 'task_link_template' in the extra.",
+                    run_id,
+                    self.azure_batch_conn_id,
+                )
+                return ""
+            template, setting = job_template + TASK_LINK_SUFFIX, "monitor_link_template"
+        return self._portal_url(template, setting, f"task {run_id}", job_id=job_id, task_id=task_id)
+
+    def _portal_url(self, template: str, setting: str, what: str, **ids: str) -> str:
         values = {
             "subscription_id": self._setting("subscription_id"),
             "resource_group": self._setting("resource_group"),
             "account": self.account_name,
-            "job_id": quote(job_id, safe=""),
+            **{name: quote(value, safe="") for name, value in ids.items()},
         }
         needed = [name for name in ("subscription_id", "resource_group") if f"{{{name}}}" in template]
         missing = [name for name in needed if not values[name]]
         if missing:
             self.log.warning(
-                "No Azure portal link for job %s: set %s in the extra of connection %s.",
-                job_id,
+                "No Azure portal link for %s: set %s in the extra of connection %s.",
+                what,
                 " and ".join(repr(m) for m in missing),
                 self.azure_batch_conn_id,
             )
@@ -295,11 +322,12 @@ class AzureBatchHook(BaseHook):
             return template.format(**values)
         except (KeyError, IndexError, ValueError) as err:
             self.log.warning(
-                "monitor_link_template %r in connection %s is not usable (%s); it may use {subscription_id}, "
-                "{resource_group}, {account} and {job_id}.",
+                "%s %r in connection %s is not usable (%s); it may use %s.",
+                setting,
                 template,
                 self.azure_batch_conn_id,
                 err,
+                ", ".join(f"{{{name}}}" for name in values),
             )
             return ""
 
@@ -419,12 +447,27 @@ class AzureBatchHook(BaseHook):
         ]
 
     def download_tail(self, run_id: str, file_name: str, max_bytes: int = 16384) -> str:
-        """The last ``max_bytes`` of a task file (``stderr.txt``, ``stdout.txt``)."""
+        """The last ``max_bytes`` of a task file (``stderr.txt``, ``stdout.txt``), from a line start when cut."""
         job_id, task_id = split_run_id(run_id)
         size = self.client.get_task_file_properties(job_id, task_id, file_name).content_length or 0
         if size == 0:
             return ""
-        chunks = self.client.download_task_file(
-            job_id, task_id, file_name, ocp_range=f"bytes={max(0, size - max_bytes)}-{size - 1}"
-        )
-        return b"".join(chunks).decode("utf-8", errors="replace")
+        start = max(0, size - max_bytes)
+        chunks = self.client.download_task_file(job_id, task_id, file_name, ocp_range=f"bytes={start}-{size - 1}")
+        text = b"".join(chunks).decode("utf-8", errors="replace")
+        if start > 0:  # the first line is cut: drop it (unless it is all there is)
+            text = text.partition("\n")[2] or text
+        return text
+
+
+def file_read_problem(err: BaseException) -> str:
+    """Why a task file could not be read, for a warning (file operations carry no error body)."""
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+    if isinstance(err, ResourceNotFoundError):
+        return "the file does not exist (404 Not Found)"
+    if isinstance(err, HttpResponseError) and err.status_code is not None:
+        code = getattr(err.error, "code", None)
+        reason = {401: "not authenticated", 403: "access denied"}.get(err.status_code, "the service refused the read")
+        return f"{reason} ({err.status_code} {err.reason or code or ''})".replace(" )", ")")
+    return f"{type(err).__name__}: {err}".strip()

@@ -7,3 +7,9 @@ class AzureBatchJobLink(PolysyncRunLink):
     """The Azure portal page of the job created for the run."""
 
     name = "Azure Batch Job"
+
+
+class AzureBatchTaskLink(PolysyncRunLink):
+    """The Azure portal page of the run's task (its state, exit code and files)."""
+
+    name = "Azure Batch Task"

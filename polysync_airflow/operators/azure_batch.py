@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from polysync_airflow.hooks.azure_batch import AzureBatchHook, existing_job, split_run_id
-from polysync_airflow.links.azure_batch import AzureBatchJobLink
+from polysync_airflow.hooks.azure_batch import AzureBatchHook, existing_job, file_read_problem, split_run_id
+from polysync_airflow.links.azure_batch import AzureBatchJobLink, AzureBatchTaskLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey
 from polysync_airflow.polling import is_transient
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TASK_ID = "polysync"
-STDERR_TAIL_LINES = 20
+OUTPUT_TAIL_LINES = 20
 
 
 def job_id_for(key: TaskInstanceKey, try_number: int) -> str:
@@ -115,6 +115,12 @@ class AzureBatchJobOperator(PolysyncJobOperator):
 
     Returns (XCom) ``{run_id, status, message, exit_code, monitor_url, job_name}`` with
     ``run_id = "{jobId}/{taskId}"``.
+
+    Extra links: **Azure Batch Job** and **Azure Batch Task** (the portal pages of the job and its task),
+    there as soon as the job is submitted. When the run fails, the last lines of the task's ``stderr.txt``
+    (of ``stdout.txt`` when ``stderr.txt`` is empty or cannot be read) go into the task log; when it
+    succeeds and ``fetch_logs=True``, the last lines of ``stdout.txt``. A file that cannot be read gives a
+    warning, never a task failure.
     """
 
     template_fields: Sequence[str] = (
@@ -125,7 +131,7 @@ class AzureBatchJobOperator(PolysyncJobOperator):
         "container_run_options",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
-    operator_extra_links = (AzureBatchJobLink(),)
+    operator_extra_links = (AzureBatchJobLink(), AzureBatchTaskLink())
     link_class = AzureBatchJobLink
     ui_color = "#0078d4"
 
@@ -156,6 +162,14 @@ class AzureBatchJobOperator(PolysyncJobOperator):
     @cached_property
     def hook(self) -> AzureBatchHook:
         return AzureBatchHook(self.azure_batch_conn_id)
+
+    def persist_links(self, context: Context, run: SubmittedRun) -> None:
+        """The job's portal link, and the task's (``run_id`` = ``{jobId}/{taskId}``), once submitted or reattached."""
+        super().persist_links(context, run)
+        task_url = self.hook.task_url(run.run_id)
+        AzureBatchTaskLink.persist(context, task_url)
+        if task_url:
+            self.log.info("Task %s in the Azure portal: %s", run.run_id, task_url)
 
     def prepare(self, context: Context, key: TaskInstanceKey) -> None:
         if not isinstance(self.template_job_id, str) or not BATCH_ID_RE.fullmatch(self.template_job_id):
@@ -301,17 +315,29 @@ class AzureBatchJobOperator(PolysyncJobOperator):
         )
 
     def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
-        """Put the last lines of the task's stderr.txt into the task log when the run failed."""
-        if status is not RunStatus.FAILED:
+        """The end of the task's output into the task log: on failure the last lines of ``stderr.txt`` (of
+        ``stdout.txt`` when ``stderr.txt`` has none to give), on success with ``fetch_logs`` those of
+        ``stdout.txt``. A file that cannot be read is a warning; the outcome stands."""
+        if status is RunStatus.FAILED:
+            files, log = ("stderr.txt", "stdout.txt"), self.log.error
+        elif status is RunStatus.SUCCESS and self.fetch_logs:
+            files, log = ("stdout.txt",), self.log.info
+        else:
             return ""
         try:
-            tail = self.hook.download_tail(run_id, "stderr.txt")
-        except Exception as err:
-            self.log.warning("Could not read stderr.txt of %s: %s", run_id, err)
-            return ""
-        lines = tail.splitlines()[-STDERR_TAIL_LINES:]
-        if lines:
-            self.log.error("Last %d line(s) of stderr.txt of %s:\n%s", len(lines), run_id, "\n".join(lines))
-        else:
-            self.log.info("stderr.txt of %s is empty", run_id)
+            task_url = AzureBatchTaskLink.stored_url(context)
+        except Exception:  # the heading goes without the link
+            task_url = ""
+        where = f" (task page: {task_url})" if task_url else ""
+        for file_name in files:
+            try:
+                tail = self.hook.download_tail(run_id, file_name)
+            except Exception as err:
+                self.log.warning("Could not read %s of run %s: %s%s", file_name, run_id, file_read_problem(err), where)
+                continue
+            lines = tail.splitlines()[-OUTPUT_TAIL_LINES:]
+            if lines:
+                log("Last %d line(s) of %s of run %s%s:\n%s", len(lines), file_name, run_id, where, "\n".join(lines))
+                return ""
+            self.log.info("%s of run %s is empty%s", file_name, run_id, where)
         return ""

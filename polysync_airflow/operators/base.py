@@ -113,6 +113,11 @@ class PolysyncJobOperator(BaseOperator):
         Returns text to add to the failure message ("" for none). Never raises for what it cannot read."""
         return ""
 
+    def persist_links(self, context: Context, run: SubmittedRun) -> None:
+        """Store the run's extra links right after submitting (before deferring, so the UI shows them while
+        the run goes on). Platforms with more links than the job's add theirs."""
+        self.link_class.persist(context, run.monitor_url)
+
     def polling_kwargs(self, deadline: float | None) -> dict[str, Any]:
         """The trigger arguments every platform shares."""
         return {
@@ -132,7 +137,7 @@ class PolysyncJobOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         run = self._submitted = self.start_run(context)
         self.log.info("Monitor run %s (job name %s) at %s", run.run_id, run.job_name, run.monitor_url)
-        self.link_class.persist(context, run.monitor_url)
+        self.persist_links(context, run)
         if self.deferrable:
             deadline = time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
             self.defer(trigger=self.make_trigger(run, deadline), method_name="execute_complete")

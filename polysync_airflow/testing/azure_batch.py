@@ -196,6 +196,9 @@ class LocalAzureBatch(LocalHttpEndpoint):
 
     ``account`` and ``key`` are the SharedKey credentials it accepts; ``step_seconds`` is how long a task
     stays ``active`` and ``preparing``; ``page_size`` caps list pages (Azure's maxresults default: 1000).
+
+    For tests: task file names in ``denied_files`` are refused with 403 (as for an identity without read
+    access to task files), those in ``missing_files`` answer 404 ``FileNotFound`` as if never written.
     """
 
     def __init__(
@@ -216,6 +219,8 @@ class LocalAzureBatch(LocalHttpEndpoint):
         self.key = key
         self.step_seconds = step_seconds
         self.page_size = page_size
+        self.denied_files: set[str] = set()
+        self.missing_files: set[str] = set()
         self._own_runner = runner is None
         self.runner = runner or LocalJobRunner()
         self._lock = threading.RLock()
@@ -568,7 +573,13 @@ class LocalAzureBatch(LocalHttpEndpoint):
 
     def _task_file(self, job: Job, task: Task, path: str, request: Request) -> Response:
         file = self.runner.run_dir(f"{job.id}/{task.id}") / path
-        if path not in ("stdout.txt", "stderr.txt") or not file.exists():
+        if path in self.denied_files:
+            raise BatchError(
+                403,
+                "InsufficientPermissions",
+                "The caller does not have permission to read the files of this task.",
+            )
+        if path not in ("stdout.txt", "stderr.txt") or path in self.missing_files or not file.exists():
             raise BatchError(404, "FileNotFound", "The specified file does not exist.")
         data = file.read_bytes()
         headers = {

@@ -128,6 +128,24 @@ def test_noaction_then_terminatejob_ends_the_job_with_its_task(client, local_azu
     assert client.get_task_file_properties("flow", "t", "stderr.txt").content_length == 5
 
 
+def test_task_files_can_be_denied_or_missing(client, local_azure_batch):
+    new_job(client, "files")
+    add_task(client, "files")
+    wait_task(client, "files")
+    local_azure_batch.denied_files.add("stdout.txt")
+    local_azure_batch.missing_files.add("stderr.txt")
+    for read in (client.get_task_file_properties, lambda *a: b"".join(client.download_task_file(*a))):
+        with pytest.raises(HttpResponseError) as denied:
+            read("files", "t", "stdout.txt")
+        assert denied.value.status_code == 403 and not isinstance(denied.value, ResourceNotFoundError)
+        with pytest.raises(ResourceNotFoundError):
+            read("files", "t", "stderr.txt")
+    local_azure_batch.denied_files.clear()
+    local_azure_batch.missing_files.clear()
+    assert b"".join(client.download_task_file("files", "t", "stdout.txt")) == b"out\n"
+    assert b"".join(client.download_task_file("files", "t", "stderr.txt")) == b"err\n"
+
+
 def test_a_missing_pool_keeps_the_task_active_with_a_scheduling_error(client):
     new_job(client, "orphan", pool="no-such-pool")  # accepted, as Azure accepts it
     add_task(client, "orphan")

@@ -8,7 +8,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from polysync_airflow.hooks.azure_batch import AzureBatchHook
-from polysync_airflow.links.azure_batch import AzureBatchJobLink
+from polysync_airflow.links.azure_batch import AzureBatchJobLink, AzureBatchTaskLink
 
 
 def hook(monkeypatch, conn_type="azure_batch", login="acct", password="a2V5", **extra) -> AzureBatchHook:
@@ -21,6 +21,53 @@ def hook(monkeypatch, conn_type="azure_batch", login="acct", password="a2V5", **
 
 def test_link_name_and_key():
     assert AzureBatchJobLink.name == "Azure Batch Job" and AzureBatchJobLink().xcom_key == "_link_AzureBatchJobLink"
+
+
+def test_task_link_name_and_key():
+    assert AzureBatchTaskLink.name == "Azure Batch Task"
+    assert AzureBatchTaskLink().xcom_key == "_link_AzureBatchTaskLink"
+
+
+def test_task_portal_link(monkeypatch):
+    h = hook(
+        monkeypatch, account_url="https://acct.westeurope.batch.azure.com", subscription_id="sub", resource_group="rg"
+    )
+    assert h.task_url("job 1/polysync") == (
+        "https://portal.azure.com/#resource/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Batch/"
+        "batchAccounts/acct/jobs/job%201/tasks/polysync"
+    )
+    assert h.task_url("job 1/polysync") == h.monitor_url("job 1") + "/tasks/polysync"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"monitor_link_template": "https://batch.example/{account}/{job_id}"}, "https://batch.example/acct/j/tasks/t"),
+        (
+            {
+                "monitor_link_template": "https://batch.example/{account}/{job_id}",
+                "task_link_template": "https://batch.example/t?job={job_id}&task={task_id}",
+            },
+            "https://batch.example/t?job=j&task=t",
+        ),
+        ({"monitor_link_template": "https://batch.example/?job={job_id}&x=1"}, ""),
+        ({"task_link_template": "https://batch.example/{task}"}, ""),
+    ],
+    ids=["from-the-job-template", "own-template", "job-template-not-ending-in-job-id", "bad-placeholder"],
+)
+def test_task_link_templates(monkeypatch, capsys, caplog, extra, expected):
+    h = hook(monkeypatch, account_url="https://a.x.batch.azure.com", **extra)
+    assert h.task_url("j/t") == expected
+    if not expected:
+        assert "task_link_template" in caplog.text + capsys.readouterr().out
+
+
+def test_missing_link_settings_give_no_task_link(monkeypatch, capsys, caplog):
+    h = hook(monkeypatch, account_url="https://a.x.batch.azure.com", subscription_id="s")
+    assert h.task_url("j/t") == ""
+    assert "No Azure portal link for task j/t: set 'resource_group' in the extra of connection az_test" in (
+        caplog.text + capsys.readouterr().out
+    )
 
 
 def test_hook_identity():

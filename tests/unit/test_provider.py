@@ -45,9 +45,8 @@ def test_every_operator_link_is_registered():
 def test_connection_forms_offer_the_polysync_settings():
     forms = {c["connection-type"]: set(c["conn-fields"]) for c in get_provider_info()["connection-types"]}
     assert {"default_job_queue", "monitor_link_template", "logs_link_template"} <= forms["polysync_aws_batch"]
-    assert {"account_url", "subscription_id", "resource_group", "monitor_link_template"} <= forms[
-        "polysync_azure_batch"
-    ]
+    azure = {"account_url", "subscription_id", "resource_group", "monitor_link_template", "task_link_template"}
+    assert azure <= forms["polysync_azure_batch"]
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +71,4 @@ def test_airflow_providers_hooks_and_links(airflow_cli):
     assert "polysync_airflow.hooks.azure_batch.AzureBatchHook" in hooks
     assert "polysync_airflow.links.aws_batch.AwsBatchJobLink" in links
     assert "polysync_airflow.links.azure_batch.AzureBatchJobLink" in links
+    assert "polysync_airflow.links.azure_batch.AzureBatchTaskLink" in links
