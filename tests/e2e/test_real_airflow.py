@@ -74,7 +74,12 @@ def test_extra_links_point_to_the_submitted_jobs(e2e, dag_id):
             )
             assert e2e.azure.job(job_id).state == "completed"
         # The AWS logs link is only stored when the job's log is read (failure, or fetch_logs): here it is empty.
-        others = {"AWS Batch Job Logs": None} if dag_id == "polysync_aws_batch_job" else {}
+        # The Azure task link is stored with the job link, at submission.
+        others = (
+            {"AWS Batch Job Logs": None}
+            if dag_id == "polysync_aws_batch_job"
+            else {"Azure Batch Task": f"{expected}/tasks/{info['run_id'].split('/')[1]}"}
+        )
         assert links == {LINK_NAMES[dag_id]: expected, **others}
 
 

