@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -222,7 +223,8 @@ class PolysyncJobOperator(BaseOperator):
             if status is not RunStatus.SUCCESS:
                 info["message"] = message
         where = f"(see {run.monitor_url})"
-        if event.get("exit_code") is not None and f"exit code: {event['exit_code']}" not in message.lower():
+        code = event.get("exit_code")
+        if code is not None and not re.search(rf"exit code:? {code}\b", message, re.IGNORECASE):
             where = f"(exit code {event['exit_code']}; see {run.monitor_url})"
         if status is RunStatus.SUCCESS:
             self.log.info("Run %s succeeded: %s", run.run_id, message or "no message")
