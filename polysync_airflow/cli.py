@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import keyword
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -118,6 +119,22 @@ def _discover_azure(args: argparse.Namespace) -> int:
     )
 
 
+def expose_stored_connection(conn_id: str) -> None:
+    """Outside a task, Airflow 3 hooks see only environment and secrets-backend connections. This command
+    runs where Airflow is installed, so it also looks in the metadata database (Airflow core's lookup) and
+    hands what it finds to the hooks of this process as an ``AIRFLOW_CONN_*`` variable."""
+    name = f"AIRFLOW_CONN_{conn_id.upper()}"
+    if name in os.environ:
+        return
+    try:
+        from airflow.models.connection import Connection
+
+        connection = Connection.get_connection_from_secrets(conn_id)
+    except Exception:  # not there either (or no database): the hook's own lookup reports it
+        return
+    os.environ[name] = connection.as_json()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="polysync-airflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     azure.add_argument("--dag-file", help="write a DAG module with one task per template job to this path")
     azure.set_defaults(handler=_discover_azure)
     args = parser.parse_args(argv)
+    expose_stored_connection(args.conn_id)
     return args.handler(args)
 
 
