@@ -258,12 +258,6 @@ class AwsBatchHook(AwsBaseHook):
             verify=self.verify,
         )
 
-    def _logs_client(self, region_name: str) -> Any:
-        clients = self.__dict__.setdefault("_logs_clients", {})
-        if region_name not in clients:
-            clients[region_name] = self._client(self.config, "logs", region_name)
-        return clients[region_name]
-
     @cached_property
     def conn(self) -> Any:
         return self._client(self.config)
@@ -349,7 +343,7 @@ class AwsBatchHook(AwsBaseHook):
 
     def tail_log(self, log: JobLogStream, lines: int = 50) -> list[str]:
         """The last ``lines`` events of a log stream, oldest first (one GetLogEvents from the stream's end)."""
-        response = self._logs_client(log.region).get_log_events(
+        response = self._client(self.config, "logs", log.region).get_log_events(
             logGroupName=log.group, logStreamName=log.stream, limit=lines, startFromHead=False
         )
         return [event.get("message", "").rstrip("\n") for event in response.get("events", [])][-lines:]

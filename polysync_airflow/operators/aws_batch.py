@@ -303,6 +303,8 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         self.hook.terminate_job(run_id)
 
     def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
+        if status is RunStatus.SUCCESS and not self.fetch_logs and not self.array_size:
+            return ""  # nothing to add: no log lines wanted, no children to count
         try:
             job = self.hook.describe_job(run_id)
         except Exception as err:  # the outcome stands; only its details are missing
