@@ -6,10 +6,13 @@ status; the poller asks the service for every run that is due in as few calls as
 (AWS: DescribeJobs with up to 100 ids; Azure: one filtered job listing, then a task read only where
 needed), and hands each waiting trigger its own answer, or the error of the call that covered it.
 
-Runs that are due within a short slack of each other are read together, so runs that started at
-different moments fall into step after one interval. A run that joins late is read at the next cycle
-(at once, if none is under way); a run that leaves (its trigger ended or was cancelled) is simply no
-longer read. The poller opens one client when its first run joins and closes it when the last leaves.
+Runs of one poll interval keep one beat: a run that joins is read at once (its first status comes
+without waiting), and from then on with every run of its interval at the beat, so N runs cost
+ceil(N / 100) calls per interval however spread out their joins were (tasks defer one after another,
+over many seconds, on a busy deployment). Runs due within a short slack of each other are read
+together; a run whose reads failed backs off on its own and rejoins the beat after its next good read.
+A run that leaves (its trigger ended or was cancelled) is simply no longer read. The poller opens one
+client when its first run joins and closes it when the last leaves.
 """
 
 from __future__ import annotations
@@ -41,12 +44,17 @@ class _Run(Generic[T]):
     waiters: list[asyncio.Future[T]] = field(default_factory=list)
     unread: tuple[Any, BaseException | None] | None = None  # read while its trigger was busy: kept for it
 
-    def schedule(self, now: float) -> None:
-        delay = self.interval
+    def schedule(self, now: float, beats: dict[float, float]) -> None:
+        """After a read at ``now``: the next read is at the beat of this run's interval (the next read of
+        every run of that interval), starting a new beat when none is ahead; after a failure, a backoff."""
         if self.failures:
             delay = min(self.interval * 2 ** (self.failures - 1), max(self.interval, MAX_BACKOFF_SECONDS))
-            delay *= random.uniform(0.5, 1.0)
-        self.next_due = now + delay
+            self.next_due = now + delay * random.uniform(0.5, 1.0)
+            return
+        beat = beats.get(self.interval)
+        if beat is None or beat <= now + self.slack:  # no beat ahead, or this read is the beat's own
+            beat = beats[self.interval] = now + self.interval
+        self.next_due = beat  # a run read off the beat (it just joined) is read again with the others
 
     @property
     def slack(self) -> float:
@@ -68,6 +76,7 @@ class StatusPoller(Generic[T]):
         self._open_client = open_client
         self._read_many = read_many  # may keep state (Azure remembers what it saw): one per poller
         self._runs: dict[str, _Run[T]] = {}
+        self._beats: dict[float, float] = {}  # poll interval -> when every run of that interval is read next
         self._wake = asyncio.Event()
         self._client_ready: asyncio.Future[Any] | None = None
         self._exit_stack = AsyncExitStack()
@@ -182,7 +191,7 @@ class StatusPoller(Generic[T]):
         if run is None:  # left while the call was under way
             return
         run.failures = run.failures + 1 if error is not None else 0
-        run.schedule(now)
+        run.schedule(now, self._beats)
         waiters = [waiter for waiter in run.waiters if not waiter.done()]
         run.waiters.clear()
         if not waiters:
