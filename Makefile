@@ -8,7 +8,7 @@ VENV := .venv
 UV_VERSION := 0.13.9
 BOOT := $(VENV)/.installed
 
-.PHONY: demo test e2e bench browser lint lock clean
+.PHONY: demo test e2e bench browser lint lock clean topology topology-short topology-bench topology-services
 export SE_OFFLINE := true
 
 $(BOOT): pyproject.toml requirements.lock
@@ -49,3 +49,23 @@ lock: $(BOOT)
 
 clean:
 	rm -rf $(VENV) .demo
+
+# The production topology (tests/topology): a private PostgreSQL 15 cluster, Redis, CeleryExecutor with two
+# workers, two triggerers, all on 127.0.0.1. `topology` runs the scenarios with 200 AWS + 100 Azure mapped
+# tasks and writes docs/topology.json; `topology-short` (20 + 10, about 9 minutes) is the CI variant;
+# `topology-bench` measures our operators against the official ones there (about 25 minutes).
+topology: $(BOOT) topology-services
+	POLYSYNC_TOPOLOGY=long $(VENV)/bin/python -m pytest -q -rxX tests/topology
+
+topology-short: $(BOOT) topology-services
+	POLYSYNC_TOPOLOGY=short $(VENV)/bin/python -m pytest -q -rxX tests/topology
+
+topology-bench: $(BOOT) topology-services
+	$(VENV)/bin/python benchmarks/topology_bench.py
+
+# Debian's PostgreSQL 15 (only its programs are used: the harness runs a cluster of its own) and redis-server.
+topology-services:
+	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || ! command -v redis-server >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql-15 redis-server; \
+	fi

@@ -206,6 +206,15 @@ def is_write(operation: str) -> bool:
     return operation.startswith(WRITES)
 
 
+def canonical_operation(endpoint: str, entry: str) -> str:
+    """An entry of an endpoint's own request log, named as :func:`operation_of` names it."""
+    if endpoint == "aws":
+        names = {**AWS_OPERATIONS, "tagresource": "TagResource", "listtagsforresource": "ListTagsForResource"}
+        return names.get(entry, entry)
+    method, _, path = entry.partition(" ")
+    return operation_of(method, path, {})
+
+
 class RecordingAwsBatch(LocalAwsBatch):
     """The local AWS endpoint, also recording which job each TerminateJob/CancelJob named, and when."""
 
@@ -342,10 +351,14 @@ class Settings:
 class Topology:
     """Start with ``with Topology(artifacts, settings) as topology:``; see the module docstring."""
 
-    def __init__(self, artifacts: Path, settings: Settings | None = None, dag_files: Sequence[Path] = ()) -> None:
+    def __init__(
+        self, artifacts: Path, settings: Settings | None = None, dag_files: Sequence[Path] | None = None
+    ) -> None:
+        """``dag_files``: the DAG files to load (default: the example DAGs and tests/topology/dags)."""
         self.artifacts = artifacts
         self.settings = settings or Settings()
-        self.dag_files = [*(ROOT / "example_dags").glob("*.py"), *TOPOLOGY_DAGS.glob("*.py"), *dag_files]
+        default_dags = [*(ROOT / "example_dags").glob("*.py"), *TOPOLOGY_DAGS.glob("*.py")]
+        self.dag_files = default_dags if dag_files is None else list(dag_files)
         self.home = Path(tempfile.mkdtemp(prefix="polysync-topology-"))
         self.gates = self.home / "gates"
         self.timeline: list[tuple[float, str, str]] = []  # (time, endpoint, operation) of every cloud request
@@ -598,8 +611,10 @@ class Topology:
             (job for key, job in list(self.azure.jobs.items()) if key.startswith(prefix)), key=lambda j: j.created
         )
 
-    def jobs_of(self, ti: TI) -> list[Any]:
-        return self.aws_jobs_of(ti) if ti.task_id.startswith("aws") else self.azure_jobs_of(ti)
+    def jobs_of(self, ti: TI, cloud: str | None = None) -> list[Any]:
+        """The jobs the task instance submitted (every try), oldest first; ``cloud`` defaults from the task id."""
+        aws = cloud == "aws" if cloud else ti.task_id.startswith("aws")
+        return self.aws_jobs_of(ti) if aws else self.azure_jobs_of(ti)
 
     def job_outcome(self, job: Any) -> str | None:
         """``succeeded``, ``failed``, ``cancelled`` (terminated by Polysync), or None while it runs."""
