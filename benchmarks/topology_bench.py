@@ -8,8 +8,9 @@ N mapped tasks whose jobs run about a minute, polled every 30 s:
 - ``AzureBatchJobOperator`` (ours), N = 100. The Microsoft provider's ``AzureBatchOperator`` cannot run
   against the local Azure Batch service: see ``AZURE_OFFICIAL`` below.
 
-For each: wall time from the DAG run's start to its last task's end; each triggerer's CPU seconds (also
-above its idle rate, measured first) and peak RSS, from /proc of its process tree; each Celery worker's
+For each (with both triggerers started afresh): wall time from the DAG run's start to its last task's end;
+each triggerer's CPU seconds (also above its idle rate, measured first) and peak RSS, from /proc of its
+process tree; each Celery worker's
 CPU seconds; the Batch API requests by operation (writes included), as the endpoint saw them, and which
 component sent them (each triggerer and worker talks through its own recording proxy); the time from
 each job's end to its task's end (median, max). Writes ``docs/topology.json`` (key ``benchmark``),
@@ -64,15 +65,28 @@ AZURE_OFFICIAL = (
 IDLE_SECONDS = 60
 
 
-def wait_until_done(topology: Topology, dag_id: str, run_id: str, count: int, timeout: float) -> list[TI]:
+def wait_until_done(
+    topology: Topology, dag_id: str, run_id: str, count: int, timeout: float
+) -> tuple[list[TI], dict[tuple[str, int], float], dict[tuple[str, int], float]]:
+    """The run's task instances once ``count`` have ended; also when each was first seen deferred, and first
+    seen out of DEFERRED again (its trigger's event reached Airflow), sampled every 2 s."""
+    deferred: dict[tuple[str, int], float] = {}
+    resumed: dict[tuple[str, int], float] = {}
     deadline = time.monotonic() + timeout
     while True:
         tis = topology.task_instances(dag_id, run_id)
+        now = time.time()
+        for ti in tis:
+            key = (ti.task_id, ti.map_index)
+            if ti.state == "deferred":
+                deferred.setdefault(key, now)
+            elif key in deferred:
+                resumed.setdefault(key, now)
         if sum(ti.state in ("success", "failed") for ti in tis) >= count:
-            return tis
+            return tis, deferred, resumed
         if time.monotonic() > deadline:
             raise TimeoutError(f"{dag_id}: not done after {timeout} s: {Counter(ti.state for ti in tis)}")
-        time.sleep(5)
+        time.sleep(2)
 
 
 def job_of(topology: Topology, ti: TI, cloud: str, phase_start: float) -> Any:
@@ -91,10 +105,17 @@ def spread(values: list[float]) -> dict[str, float]:
 
 def run_kind(topology: Topology, label: str, dag_id: str, cloud: str, count: int, idle: dict[str, float]) -> dict:
     print(f"{label}: {count} mapped tasks ...", flush=True)
+    # Fresh triggerers for each operator: a Python process keeps the memory it once used, so the peak RSS of
+    # one run would otherwise carry over into the next.
+    for name in topology.triggerers:
+        topology.cluster.stop_component(name)
+        topology.cluster.start_component(name)
+    topology.wait_healthy()
+    time.sleep(10)
     meter = ResourceMeter(topology.cluster).start()
     phase_start = time.time()
     run_id = topology.cluster.trigger(dag_id)
-    tis = wait_until_done(topology, dag_id, run_id, count, timeout=3600)
+    tis, deferred, resumed = wait_until_done(topology, dag_id, run_id, count, timeout=3600)
     time.sleep(2)  # the last task's worker finishes its bookkeeping
     usage = meter.stop()
     phase_end = time.time()
@@ -107,16 +128,18 @@ def run_kind(topology: Topology, label: str, dag_id: str, cloud: str, count: int
         if endpoint == cloud and phase_start <= moment <= phase_end
     )
     by_component = {
-        component: sum(proxy.operations(phase_start, phase_end).values())
+        component: dict(proxy.operations(phase_start, phase_end).most_common())
         for (component, proxy_cloud), proxy in topology.proxies.items()
         if proxy_cloud == cloud
     }
-    latencies = []
+    latencies, to_event = [], []
     for ti in tis:
         job = job_of(topology, ti, cloud, phase_start)
         job_end = topology.job_end(job)
         if job_end is not None and ti.ended_at is not None:
             latencies.append(ti.ended_at - job_end)
+        if job_end is not None and (ti.task_id, ti.map_index) in resumed:
+            to_event.append(max(resumed[(ti.task_id, ti.map_index)] - job_end, 0.0))
     triggerers = {
         name: {
             "cpu_s": round(usage[name].cpu_seconds, 1),
@@ -139,6 +162,8 @@ def run_kind(topology: Topology, label: str, dag_id: str, cloud: str, count: int
         "requests_by_operation": dict(operations.most_common()),
         "requests_by_component": by_component,
         "job_end_to_task_end_s": spread(latencies),
+        "job_end_to_trigger_event_s": spread(to_event),
+        "last_deferral_after_s": round(max(deferred.values()) - run_start.timestamp(), 1) if deferred else None,
     }
     print(json.dumps({label: result}, indent=1), flush=True)
     return result
@@ -198,6 +223,9 @@ def main() -> None:
     parser.add_argument("--azure-tasks", type=int, default=100)
     parser.add_argument("--job-seconds", type=int, default=60)
     parser.add_argument("--poll-interval", type=int, default=30)
+    parser.add_argument(
+        "--kinds", nargs="+", choices=[dag_id for _l, dag_id, _c, _n in KINDS], help="DAGs to run, in this order"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--redraw", type=Path, help="redraw the chart and reprint the table from this JSON")
     args = parser.parse_args()
@@ -225,9 +253,11 @@ def main() -> None:
         time.sleep(IDLE_SECONDS)
         idle = {name: usage.cpu_seconds / IDLE_SECONDS for name, usage in meter.stop().items()}
         print(f"idle CPU per second: {json.dumps({k: round(v, 3) for k, v in idle.items()})}", flush=True)
+        by_dag = {kind[1]: kind for kind in KINDS}
+        chosen = [by_dag[dag_id] for dag_id in args.kinds] if args.kinds else list(KINDS)
         kinds = {
             label: run_kind(topology, label, dag_id, cloud, getattr(args, count), idle)
-            for label, dag_id, cloud, count in KINDS
+            for label, dag_id, cloud, count in chosen
         }
     results = {
         "settings": {
