@@ -10,10 +10,9 @@ N mapped tasks whose jobs run about a minute, polled every 30 s:
 
 For each (with both triggerers started afresh): wall time from the DAG run's start to its last task's end;
 each triggerer's CPU seconds (also above its idle rate, measured first) and peak RSS, from /proc of its
-process tree; each Celery worker's
-CPU seconds; the Batch API requests by operation (writes included), as the endpoint saw them, and which
-component sent them (each triggerer and worker talks through its own recording proxy); the time from
-each job's end to its task's end (median, max). Writes ``docs/topology.json`` (key ``benchmark``),
+process tree; each Celery worker's CPU seconds; the Batch API requests by operation (writes included), as
+the endpoint saw them, and which component sent them (each triggerer and worker talks through its own
+recording proxy); the time from each job's end to its trigger's event and to its task's end (median, max). Writes ``docs/topology.json`` (key ``benchmark``),
 draws ``docs/img/topology.png`` and prints a table.
 
     .venv/bin/python benchmarks/topology_bench.py                    # about 25 minutes on 2 cores
