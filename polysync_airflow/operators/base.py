@@ -136,6 +136,7 @@ class PolysyncJobOperator(BaseOperator):
     # -- the shared flow -----------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        PolysyncRunLink.start_try(context)
         run = self._submitted = self.start_run(context)
         self.log.info("Monitor run %s (job name %s) at %s", run.run_id, run.job_name, run.monitor_url)
         self.persist_links(context, run)
