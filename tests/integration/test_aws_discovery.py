@@ -13,6 +13,7 @@ import pytest
 
 from polysync_airflow.cli import main
 from polysync_airflow.hooks.aws_batch import AwsBatchHook
+from polysync_airflow.testing.dags import load_dag
 
 
 @pytest.fixture
@@ -72,11 +73,7 @@ def test_cli_writes_a_dag_with_one_task_per_definition(local_aws_batch, polysync
     assert main(["discover", "aws-batch", "--conn-id", polysync_aws_conn, "--dag-file", str(dag_file)]) == 0
     assert "polysync-etl:2" in capsys.readouterr().out
 
-    from airflow.dag_processing.dagbag import DagBag
-
-    dagbag = DagBag(dag_folder=str(dag_file))
-    assert not dagbag.import_errors
-    dag = dagbag.dags["imported_batch_jobs"]
+    dag = load_dag(dag_file, "imported_batch_jobs")
     tasks = {task.task_id: task for task in dag.tasks}
     assert set(tasks) == {"polysync_etl", "polysync_job"}
     assert tasks["polysync_etl"].job_definition == "polysync-etl"

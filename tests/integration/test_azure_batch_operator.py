@@ -13,6 +13,7 @@ from polysync_airflow import AzureBatchJobOperator
 from polysync_airflow.hooks.azure_batch import CANCEL_REASON, AzureBatchHook
 from polysync_airflow.testing._http import Response
 from polysync_airflow.testing.connections import azure_connection_env
+from polysync_airflow.testing.dags import load_dag
 from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
 from tests.integration.helpers import run_example_dag, run_single_task, task_context
 
@@ -375,11 +376,7 @@ def test_discovery_follows_every_page(local_azure_batch, polysync_azure_conn, ca
 
     dag_file = tmp_path / "azure_templates.py"
     assert main(["discover", "azure-batch", "--conn-id", polysync_azure_conn, "--dag-file", str(dag_file)]) == 0
-    from airflow.dag_processing.dagbag import DagBag
-
-    dagbag = DagBag(dag_folder=str(dag_file))
-    assert not dagbag.import_errors
-    tasks = dagbag.dags["azure_templates"].tasks
+    tasks = load_dag(dag_file, "azure_templates").tasks
     assert len(tasks) == 15 and {t.template_job_id for t in tasks} >= {"polysync-template", "template-05"}
 
 
