@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from polysync_airflow.compat import AirflowException, AirflowFailException
 from polysync_airflow.ownership import WATCHED_MARK, ExistingJob
 from polysync_airflow.polling import is_transient
 from polysync_airflow.status import RunState, RunStatus

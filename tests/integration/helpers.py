@@ -28,12 +28,12 @@ def run_example_dag(file_name: str, dag_id: str, connection_env: dict[str, str],
     """Run one of ``example_dags/`` with fast polling and the given connections; returns the DagRun."""
     from pathlib import Path
 
-    from airflow.dag_processing.dagbag import DagBag
+    from polysync_airflow.compat import dag_bag
 
     monkeypatch.setenv("POLYSYNC_EXAMPLE_POLL_INTERVAL", "0.2")
     for name, value in connection_env.items():
         monkeypatch.setenv(name, value)
-    dagbag = DagBag(dag_folder=str(Path(__file__).parents[2] / "example_dags" / file_name))
+    dagbag = dag_bag(str(Path(__file__).parents[2] / "example_dags" / file_name))
     assert not dagbag.import_errors
     return run_dag(dagbag.get_dag(dag_id))
 

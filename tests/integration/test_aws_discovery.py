@@ -72,9 +72,9 @@ def test_cli_writes_a_dag_with_one_task_per_definition(local_aws_batch, polysync
     assert main(["discover", "aws-batch", "--conn-id", polysync_aws_conn, "--dag-file", str(dag_file)]) == 0
     assert "polysync-etl:2" in capsys.readouterr().out
 
-    from airflow.dag_processing.dagbag import DagBag
+    from polysync_airflow.compat import dag_bag
 
-    dagbag = DagBag(dag_folder=str(dag_file))
+    dagbag = dag_bag(str(dag_file))
     assert not dagbag.import_errors
     dag = dagbag.dags["imported_batch_jobs"]
     tasks = {task.task_id: task for task in dag.tasks}

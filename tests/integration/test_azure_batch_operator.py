@@ -375,9 +375,9 @@ def test_discovery_follows_every_page(local_azure_batch, polysync_azure_conn, ca
 
     dag_file = tmp_path / "azure_templates.py"
     assert main(["discover", "azure-batch", "--conn-id", polysync_azure_conn, "--dag-file", str(dag_file)]) == 0
-    from airflow.dag_processing.dagbag import DagBag
+    from polysync_airflow.compat import dag_bag
 
-    dagbag = DagBag(dag_folder=str(dag_file))
+    dagbag = dag_bag(str(dag_file))
     assert not dagbag.import_errors
     tasks = dagbag.dags["azure_templates"].tasks
     assert len(tasks) == 15 and {t.template_job_id for t in tasks} >= {"polysync-template", "template-05"}
