@@ -35,17 +35,29 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Polysync AWS Batch",
                 "python-modules": ["polysync_airflow.operators.aws_batch"],
             },
+            {
+                "integration-name": "Polysync Azure Batch",
+                "python-modules": ["polysync_airflow.operators.azure_batch"],
+            },
         ],
         "hooks": [
             {
                 "integration-name": "Polysync AWS Batch",
                 "python-modules": ["polysync_airflow.hooks.aws_batch"],
             },
+            {
+                "integration-name": "Polysync Azure Batch",
+                "python-modules": ["polysync_airflow.hooks.azure_batch"],
+            },
         ],
         "triggers": [
             {
                 "integration-name": "Polysync AWS Batch",
                 "python-modules": ["polysync_airflow.triggers.aws_batch"],
+            },
+            {
+                "integration-name": "Polysync Azure Batch",
+                "python-modules": ["polysync_airflow.triggers.azure_batch"],
             },
         ],
         "extra-links": [
