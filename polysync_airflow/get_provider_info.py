@@ -66,6 +66,8 @@ def get_provider_info() -> dict[str, Any]:
             "polysync_airflow.links.azure_batch.AzureBatchJobLink",
             "polysync_airflow.links.azure_batch.AzureBatchTaskLink",
         ],
+        # `airflow polysync discover` (Airflow 3.2+; Airflow 3.1 ignores this key: use `polysync-airflow discover`)
+        "cli": ["polysync_airflow.cli.get_cli_commands"],
         "connection-types": [
             {
                 "connection-type": "polysync_aws_batch",

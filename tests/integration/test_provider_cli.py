@@ -1,4 +1,4 @@
-"""Airflow's own CLI (a real `airflow` process) reads the provider: listed hooks, links and triggers."""
+"""Airflow's own CLI (a real `airflow` process) reads the provider: hooks, links, triggers and `airflow polysync`."""
 
 from __future__ import annotations
 
@@ -46,3 +46,31 @@ def test_airflow_providers_triggers_lists_both_platforms(airflow_cli):
     triggers = airflow_cli("providers", "triggers")
     assert "polysync_airflow.triggers.aws_batch" in triggers
     assert "polysync_airflow.triggers.azure_batch" in triggers
+
+
+def test_airflow_polysync_help(airflow_cli):
+    for args in (
+        ("polysync", "--help"),
+        ("polysync", "discover", "--help"),
+        ("polysync", "discover", "aws-batch", "--help"),
+    ):
+        text = airflow_cli(*args)
+        assert "`" not in text
+    assert "--conn-id" in text and "--region" in text
+
+
+def test_airflow_polysync_discover_aws_batch(local_aws_batch, polysync_aws_conn):
+    result = run_airflow("polysync", "discover", "aws-batch", "--conn-id", polysync_aws_conn)
+    assert result.returncode == 0, result.stderr
+    assert "polysync-job:1\tarn:aws:batch:us-east-1:123456789012:job-definition/polysync-job:1" in result.stdout
+    assert "2 job definition(s)" in result.stderr
+    assert local_aws_batch.requests.count("describejobdefinitions") >= 1
+
+
+def test_airflow_polysync_discover_missing_connection_is_one_line():
+    result = run_airflow("polysync", "discover", "azure-batch", "--conn-id", "nope")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: connection 'nope' is not defined: add it (airflow connections add nope ...) or set AIRFLOW_CONN_NOPE"
+    )
+    assert "Traceback" not in result.stderr

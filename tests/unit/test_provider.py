@@ -57,6 +57,9 @@ def test_every_registered_class_and_module_imports():
     for path in [*info["extra-links"], *(c["hook-class-name"] for c in info["connection-types"])]:
         module, _, name = path.rpartition(".")
         assert getattr(importlib.import_module(module), name)
+    for path in info["cli"]:  # `airflow polysync ...`: a function returning Airflow CLI command groups
+        module, _, name = path.rpartition(".")
+        assert [command.name for command in getattr(importlib.import_module(module), name)()] == ["polysync"]
 
 
 def test_every_operator_link_is_registered():
