@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from airflow.sdk.exceptions import AirflowNotFoundException
+from airflow.exceptions import AirflowNotFoundException
 from botocore.exceptions import NoRegionError
 
 from polysync_airflow.cli import PLATFORMS, build_parser, describe_error, get_cli_commands
