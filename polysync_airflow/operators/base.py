@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from polysync_airflow.compat import AirflowException, AirflowFailException
 from polysync_airflow.links.base import PolysyncRunLink
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey, choose_job_to_adopt
 from polysync_airflow.polling import (

@@ -7,7 +7,6 @@ there first, as the DAG processor would.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +50,9 @@ def load_dags(path: str | Path) -> dict[str, Any]:
     """The DAGs of a DAG file or folder, by DAG id (Airflow's ``DagBag``, without the example DAGs).
 
     Raises :class:`DagImportError` naming each file that failed to import and its error."""
-    try:
-        from airflow.dag_processing.dagbag import DagBag  # Airflow 3.2+
-    except ImportError:
-        from airflow.models.dagbag import DagBag  # Airflow 3.1
+    from polysync_airflow.compat import dag_bag
 
-    options = {"include_examples": False} if "include_examples" in inspect.signature(DagBag).parameters else {}
-    bag = DagBag(dag_folder=str(path), **options)
+    bag = dag_bag(str(path))
     if bag.import_errors:
         errors = "\n".join(f"{file}: {error}" for file, error in sorted(bag.import_errors.items()))
         raise DagImportError(f"{len(bag.import_errors)} DAG file(s) under {path} failed to import:\n{errors}")
