@@ -11,8 +11,12 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
+from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
+from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
 from botocore.config import Config
+from botocore.exceptions import UnknownRegionError
 
 from polysync_airflow.ownership import TRY_MARK, WATCHED_MARK, ExistingJob
 from polysync_airflow.status import RunState, RunStatus
@@ -21,12 +25,16 @@ CANCEL_REASON = "Cancelled by Polysync"
 DEFAULT_MONITOR_LINK_TEMPLATE = (
     "https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs/detail/{job_id}"
 )
+"""The commercial (``aws``) partition's console page of a job. China and GovCloud regions get their partition's
+console (``console.amazonaws.cn``, ``console.amazonaws-us-gov.com``) through the Amazon provider's Batch link."""
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 """Where AWS Batch sends a container's output when its job definition names no ``awslogs-group``."""
 DEFAULT_LOGS_LINK_TEMPLATE = (
     "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
     "#logsV2:log-groups/log-group/{log_group}/log-events/{log_stream}"
 )
+"""The commercial partition's CloudWatch page of a log stream; other partitions as for the job link."""
+COMMERCIAL_CONSOLE_DOMAIN = "aws.amazon.com"
 
 # The seed's status table: Batch job status -> run status.
 AWS_BATCH_STATUS: Mapping[str, RunStatus] = {
@@ -213,24 +221,52 @@ class AwsBatchHook(AwsBaseHook):
     def logs_link_template(self) -> str:
         return self._setting("logs_link_template") or DEFAULT_LOGS_LINK_TEMPLATE
 
-    def monitor_url(self, job_id: str) -> str:
-        """The console page of a job, from the connection's template (or AWS's console)."""
-        values = {"region": self.effective_region, "job_id": quote(job_id, safe="")}
+    def partition_of(self, region: str) -> str:
+        """The AWS partition of a region (``aws``, ``aws-cn``, ``aws-us-gov``, ...), from botocore's endpoint data."""
+        if region == self.conn_region_name:
+            return self.conn_partition
         try:
-            return self.monitor_link_template.format(**values)
-        except (KeyError, IndexError, ValueError) as err:
-            self._warn_template("monitor_link_template", self.monitor_link_template, "{region} and {job_id}", err)
+            return self._session.get_partition_for_region(region)
+        except UnknownRegionError:  # a region botocore does not know yet: the client's own partition
+            return self.conn_partition
+
+    def console_domain(self, region: str) -> str | None:
+        """The console's domain for the region's partition, as the Amazon provider's links choose it
+        (``aws.amazon.com``, ``amazonaws.cn``, ``amazonaws-us-gov.com``); None for a partition without one."""
+        return BaseAwsLink.get_aws_domain(self.partition_of(region))
+
+    def monitor_url(self, job_id: str) -> str:
+        """The console page of a job, from the connection's template (or the console of the region's partition)."""
+        values = {"region": self.effective_region, "job_id": quote(job_id, safe="")}
+        if self._setting("monitor_link_template"):
+            try:
+                return self.monitor_link_template.format(**values)
+            except (KeyError, IndexError, ValueError) as err:
+                self._warn_template("monitor_link_template", self.monitor_link_template, "{region} and {job_id}", err)
+        domain = self.console_domain(values["region"])
+        if domain in (None, COMMERCIAL_CONSOLE_DOMAIN):
             return DEFAULT_MONITOR_LINK_TEMPLATE.format(**values)
+        return BatchJobDetailsLink().format_link(
+            aws_domain=domain, region_name=values["region"], job_id=values["job_id"]
+        )
 
     def logs_url(self, log: JobLogStream) -> str:
-        """The CloudWatch console page of a job's log stream, from the connection's template (or AWS's console)."""
-        try:
-            return logs_console_url(self.logs_link_template, log.region, log.group, log.stream)
-        except (KeyError, IndexError, ValueError) as err:
-            self._warn_template(
-                "logs_link_template", self.logs_link_template, "{region}, {log_group} and {log_stream}", err
-            )
+        """The CloudWatch console page of a job's log stream, from the connection's template (or the console of
+        the stream region's partition)."""
+        if self._setting("logs_link_template"):
+            try:
+                return logs_console_url(self.logs_link_template, log.region, log.group, log.stream)
+            except (KeyError, IndexError, ValueError) as err:
+                self._warn_template(
+                    "logs_link_template", self.logs_link_template, "{region}, {log_group} and {log_stream}", err
+                )
+        domain = self.console_domain(log.region)
+        if domain in (None, COMMERCIAL_CONSOLE_DOMAIN):
             return logs_console_url(DEFAULT_LOGS_LINK_TEMPLATE, log.region, log.group, log.stream)
+        # The provider's CloudWatch link quotes the group and stream itself (quote_plus, as logs_console_url does).
+        return CloudWatchEventsLink().format_link(
+            aws_domain=domain, awslogs_region=log.region, awslogs_group=log.group, awslogs_stream_name=log.stream
+        )
 
     def _warn_template(self, setting: str, template: str, placeholders: str, err: Exception) -> None:
         self.log.warning(
@@ -248,7 +284,7 @@ class AwsBatchHook(AwsBaseHook):
     def _session(self) -> Any:
         return self.get_session(region_name=self.region_name)
 
-    def _client(self, config: Config, service: str = "batch", region_name: str | None = None) -> Any:
+    def _make_client(self, config: Config, service: str = "batch", region_name: str | None = None) -> Any:
         # Every client from one session: the second batch one reuses the service model the first one loaded.
         return self._session.client(
             service,
@@ -260,13 +296,13 @@ class AwsBatchHook(AwsBaseHook):
 
     @cached_property
     def conn(self) -> Any:
-        return self._client(self.config)
+        return self._make_client(self.config)
 
     @cached_property
     def _submit_client(self) -> Any:
         # SubmitJob is not idempotent: a retry by botocore after a lost answer would start a second job. The
         # operator retries instead, after looking up whether the first attempt was accepted.
-        return self._client(self.config.merge(Config(retries={"total_max_attempts": 1})))
+        return self._make_client(self.config.merge(Config(retries={"total_max_attempts": 1})))
 
     def submit_job(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self._submit_client.submit_job(**request)
@@ -343,7 +379,7 @@ class AwsBatchHook(AwsBaseHook):
 
     def tail_log(self, log: JobLogStream, lines: int = 50) -> list[str]:
         """The last ``lines`` events of a log stream, oldest first (one GetLogEvents from the stream's end)."""
-        response = self._client(self.config, "logs", log.region).get_log_events(
+        response = self._make_client(self.config, "logs", log.region).get_log_events(
             logGroupName=log.group, logStreamName=log.stream, limit=lines, startFromHead=False
         )
         return [event.get("message", "").rstrip("\n") for event in response.get("events", [])][-lines:]

@@ -187,6 +187,9 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     :param depends_on: ``[{"jobId": ..., "type": "SEQUENTIAL" | "N_TO_N"}]`` (or its JSON text).
     :param aws_conn_id: the ``aws`` or ``polysync_aws_batch`` connection.
     :param region_name: overrides the connection's region.
+    :param verify: whether to verify SSL certificates (or the path of a CA bundle), as in the Amazon operators.
+    :param botocore_config: botocore client settings (a dict of ``botocore.config.Config`` arguments), as in the
+        Amazon operators.
 
     Returns (XCom) ``{run_id, status, message, exit_code, monitor_url, job_name}``.
     """
@@ -203,7 +206,9 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         "tags",
         "propagate_tags",
         "depends_on",
+        "aws_conn_id",
         "region_name",
+        "verify",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "parameters": "json",
@@ -232,6 +237,8 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         depends_on: list[dict[str, str]] | str | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
         deferrable: bool = True,
         poll_interval: float = 30,
         cancel_on_kill: bool = True,
@@ -251,11 +258,18 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         self.depends_on = depends_on
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
         self._request: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> AwsBatchHook:
-        return AwsBatchHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name or None)
+        return AwsBatchHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name or None,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
 
     def prepare(self, context: Context, key: TaskInstanceKey) -> None:
         self._request = build_submit_job_request(
@@ -411,5 +425,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
             job_name=run.job_name,
             aws_conn_id=self.aws_conn_id,
             region_name=self.hook.effective_region,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
             **self.polling_kwargs(deadline),
         )

@@ -330,3 +330,36 @@ def test_the_example_dag_runs_to_success(local_aws_batch, monkeypatch):
     summary = dag_run.get_task_instance("summarize").xcom_pull(task_ids="summarize")
     assert local_aws_batch.jobs[load["run_id"]].request["shareIdentifier"] == "analytics"
     assert local_aws_batch.job_output(summary["run_id"])[0] == f"summary of {load['run_id']}\n"
+
+
+def test_connection_id_verify_and_botocore_config(local_aws_batch, polysync_aws_conn):
+    dag_run, ti = run_single_task(
+        AwsBatchJobOperator,
+        job_definition="polysync-job",
+        aws_conn_id="{{ 'aws_' ~ 'local' }}",  # templated, as the Amazon operators' aws_conn_id
+        verify=False,
+        botocore_config={"read_timeout": 7, "retries": {"max_attempts": 2}},
+        parameters={"seconds": 0},
+        **FAST,
+    )
+    assert dag_run.state == "success"
+    assert ti.xcom_pull(task_ids="job")["run_id"] in local_aws_batch.jobs
+    assert {"aws_conn_id", "region_name", "verify"} <= set(AwsBatchJobOperator.template_fields)
+
+
+def test_verify_and_botocore_config_reach_the_hook_and_the_trigger(local_aws_batch, polysync_aws_conn):
+    from polysync_airflow.operators.base import SubmittedRun
+
+    operator = AwsBatchJobOperator(
+        task_id="job",
+        job_definition="polysync-job",
+        aws_conn_id=polysync_aws_conn,
+        verify="/etc/ssl/certs/ca-certificates.crt",
+        botocore_config={"read_timeout": 7},
+    )
+    assert operator.hook.verify == "/etc/ssl/certs/ca-certificates.crt"
+    assert operator.hook.conn.meta.config.read_timeout == 7
+    trigger = operator.make_trigger(SubmittedRun("job-1", "Polysync-x", ""), None)
+    _classpath, kwargs = trigger.serialize()
+    assert kwargs["verify"] == "/etc/ssl/certs/ca-certificates.crt"
+    assert kwargs["botocore_config"] == {"read_timeout": 7}

@@ -243,3 +243,53 @@ def test_a_fault_that_cannot_heal_fails_the_run_at_once(local_aws_batch, polysyn
     assert event["status"] == "Failed"
     assert "retrying cannot help" in event["message"] and "AccessDeniedException" in event["message"]
     assert local_aws_batch.requests.count("describejobs") == 0  # the one poll was the injected fault
+
+
+def test_verify_and_botocore_config_are_serialized_and_reach_the_client(local_aws_batch, polysync_aws_conn):
+    trigger = AwsBatchJobTrigger(
+        job_id="job-1",
+        aws_conn_id=polysync_aws_conn,
+        region_name="us-east-1",
+        verify=False,
+        botocore_config={"read_timeout": 7, "retries": {"max_attempts": 2}},
+    )
+    classpath, kwargs = trigger.serialize()
+    assert kwargs["verify"] is False and kwargs["botocore_config"] == {
+        "read_timeout": 7,
+        "retries": {"max_attempts": 2},
+    }
+    again = recreate(trigger)
+    assert again.serialize() == (classpath, kwargs)
+
+    async def client_settings():
+        async with again.client() as client:
+            return client.meta.config.read_timeout
+
+    assert asyncio.run(client_settings()) == 7
+    plain = AwsBatchJobTrigger(job_id="job-1", aws_conn_id=polysync_aws_conn, region_name="us-east-1")
+
+    async def keys():
+        return again.poller().key, plain.poller().key
+
+    mine, theirs = asyncio.run(keys())
+    assert mine != theirs  # other client settings, another client
+
+
+def test_a_trigger_serialized_before_verify_and_botocore_config_still_loads(local_aws_batch, polysync_aws_conn):
+    from airflow.sdk.module_loading import import_string
+
+    old_kwargs = {
+        "job_id": submit(polysync_aws_conn, 0.1),
+        "job_name": "Polysync-test",
+        "aws_conn_id": polysync_aws_conn,
+        "region_name": "us-east-1",
+        "poll_interval": 0.05,
+        "unknown_grace_period": 60.0,
+        "deadline": None,
+        "cancel_on_kill": True,
+        "outage_window": 600.0,
+    }
+    trigger = import_string("polysync_airflow.triggers.aws_batch.AwsBatchJobTrigger")(**old_kwargs)
+    assert (trigger.verify, trigger.botocore_config) == (None, None)
+    assert trigger.serialize()[1] == old_kwargs
+    assert asyncio.run(first_event(trigger))["status"] == "Success"
