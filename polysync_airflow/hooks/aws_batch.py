@@ -316,14 +316,10 @@ class AwsBatchHook(AwsBaseHook):
 
     def find_jobs_named(self, job_name: str, job_queue: str) -> list[ExistingJob]:
         """The jobs with this exact name in the queue, newest first (ListJobs, all pages, then their tags)."""
-        request: dict[str, Any] = {"jobQueue": job_queue, "filters": [{"name": "JOB_NAME", "values": [job_name]}]}
-        summaries: list[dict[str, Any]] = []
-        while True:
-            page = self.conn.list_jobs(**request)
-            summaries += [s for s in page.get("jobSummaryList", []) if s.get("jobName") == job_name]
-            if not page.get("nextToken"):
-                break
-            request["nextToken"] = page["nextToken"]
+        pages = self.conn.get_paginator("list_jobs").paginate(
+            jobQueue=job_queue, filters=[{"name": "JOB_NAME", "values": [job_name]}]
+        )
+        summaries = [s for page in pages for s in page.get("jobSummaryList", []) if s.get("jobName") == job_name]
         summaries.sort(key=lambda s: s.get("createdAt") or 0, reverse=True)
         ids = [s["jobId"] for s in summaries]  # tags are only in DescribeJobs, up to 100 ids per call
         details = {job["jobId"]: job for i in range(0, len(ids), 100) for job in self.describe_jobs(ids[i : i + 100])}
@@ -331,14 +327,10 @@ class AwsBatchHook(AwsBaseHook):
 
     def list_array_children(self, array_job_id: str, status: str, page_size: int = 100) -> list[dict[str, Any]]:
         """The children of an array job in one status (ListJobs ``arrayJobId`` + ``jobStatus``, all pages)."""
-        request: dict[str, Any] = {"arrayJobId": array_job_id, "jobStatus": status, "maxResults": page_size}
-        children: list[dict[str, Any]] = []
-        while True:
-            page = self.conn.list_jobs(**request)
-            children += page.get("jobSummaryList", [])
-            if not page.get("nextToken"):
-                return children
-            request["nextToken"] = page["nextToken"]
+        pages = self.conn.get_paginator("list_jobs").paginate(
+            arrayJobId=array_job_id, jobStatus=status, PaginationConfig={"PageSize": page_size}
+        )
+        return [child for page in pages for child in page.get("jobSummaryList", [])]
 
     def mark_watched(self, job_id: str, watcher: str) -> None:
         job = self.describe_job(job_id)
@@ -387,16 +379,13 @@ class AwsBatchHook(AwsBaseHook):
     def list_job_definitions(self) -> list[JobDefinitionInfo]:
         """Every ACTIVE job definition at its highest revision (DescribeJobDefinitions, all pages)."""
         latest: dict[str, dict[str, Any]] = {}
-        request: dict[str, Any] = {"status": "ACTIVE", "maxResults": 100}
-        while True:
-            page = self.conn.describe_job_definitions(**request)
-            for definition in page.get("jobDefinitions", []):
-                name = definition["jobDefinitionName"]
-                if name not in latest or definition["revision"] > latest[name]["revision"]:
-                    latest[name] = definition
-            if not page.get("nextToken"):
-                break
-            request["nextToken"] = page["nextToken"]
+        pages = self.conn.get_paginator("describe_job_definitions").paginate(
+            status="ACTIVE", PaginationConfig={"PageSize": 100}
+        )
+        for definition in (d for page in pages for d in page.get("jobDefinitions", [])):
+            name = definition["jobDefinitionName"]
+            if name not in latest or definition["revision"] > latest[name]["revision"]:
+                latest[name] = definition
         return [
             JobDefinitionInfo(
                 d["jobDefinitionName"], d["revision"], d["jobDefinitionArn"], dict(d.get("parameters") or {})
