@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
 from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
 from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from botocore.config import Config
 from botocore.exceptions import UnknownRegionError
 
@@ -152,6 +154,23 @@ def existing_job(summary: Mapping[str, Any], detail: Mapping[str, Any] | None) -
     )
 
 
+class AwsConnectionNotDefined(AirflowNotFoundException):
+    """A named AWS connection that Airflow does not know. Falling back to an empty connection would run with
+    whatever credentials the machine has (or none), so the hook refuses before any request. Retryable like
+    Airflow's own missing-connection error: a secrets backend that did not answer may answer next time."""
+
+    def __init__(self, conn_id: str) -> None:
+        super().__init__(
+            f"connection {conn_id!r} is not defined: add it (Admin > Connections, `airflow connections add "
+            f"{conn_id} --conn-type aws ...` or the environment variable AIRFLOW_CONN_{conn_id.upper()}), "
+            "or pass aws_conn_id=None to use boto3's default credentials"
+        )
+        self.conn_id = conn_id
+
+
+_default_chain_logged = threading.Event()  # the aws_default fallback is logged once per process
+
+
 class NoLogStream(Exception):
     """The job has no CloudWatch log stream to read; the message says why."""
 
@@ -195,10 +214,29 @@ class AwsBatchHook(AwsBaseHook):
 
     @cached_property
     def conn_config(self) -> AwsConnectionWrapper:
+        """The connection, as the Amazon provider's base hook wraps it, except that a named connection that does
+        not exist is an error (:class:`AwsConnectionNotDefined`) instead of an empty connection. Only
+        ``aws_default`` keeps the provider's fallback to boto3's default credential chain (logged once)."""
+        connection = None
+        if self.aws_conn_id:
+            try:
+                connection = self.get_connection(self.aws_conn_id)
+            except AirflowNotFoundException:
+                if self.aws_conn_id != self.default_conn_name:
+                    raise AwsConnectionNotDefined(self.aws_conn_id) from None
+                if not _default_chain_logged.is_set():
+                    _default_chain_logged.set()
+                    self.log.info(
+                        "Connection %r is not defined; using boto3's default credential chain (environment, shared "
+                        "config files, instance or task role)",
+                        self.aws_conn_id,
+                    )
         # The base hook warns about any connection type but "aws"; ours is an aws connection too.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*expected connection type 'aws'", category=UserWarning)
-            return super().conn_config
+            return AwsConnectionWrapper(
+                conn=connection, region_name=self._region_name, botocore_config=self._config, verify=self._verify
+            )
 
     def _setting(self, name: str) -> str | None:
         extra = self.conn_config.extra_config

@@ -185,7 +185,8 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     :param tags: Batch tags, a dict of strings (or its JSON text).
     :param propagate_tags: propagate tags to the ECS/EKS resources.
     :param depends_on: ``[{"jobId": ..., "type": "SEQUENTIAL" | "N_TO_N"}]`` (or its JSON text).
-    :param aws_conn_id: the ``aws`` or ``polysync_aws_batch`` connection.
+    :param aws_conn_id: the ``aws`` or ``polysync_aws_batch`` connection. A connection id that is not defined
+        fails the task before any request; only ``aws_default`` falls back to boto3's default credentials.
     :param region_name: overrides the connection's region.
     :param verify: whether to verify SSL certificates (or the path of a CA bundle), as in the Amazon operators.
     :param botocore_config: botocore client settings (a dict of ``botocore.config.Config`` arguments), as in the
@@ -272,6 +273,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         )
 
     def prepare(self, context: Context, key: TaskInstanceKey) -> None:
+        self.hook.conn_config  # noqa: B018 - looks the connection up: one that is not defined fails here
         self._request = build_submit_job_request(
             job_name=job_name_for(key),
             job_definition=self.job_definition,

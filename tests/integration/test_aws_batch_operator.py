@@ -332,6 +332,18 @@ def test_the_example_dag_runs_to_success(local_aws_batch, monkeypatch):
     assert local_aws_batch.job_output(summary["run_id"])[0] == f"summary of {load['run_id']}\n"
 
 
+def test_a_connection_that_is_not_defined_fails_before_any_request(local_aws_batch, monkeypatch, capsys):
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_NIGHTLY", raising=False)
+    _dag_run, ti = run_single_task(
+        AwsBatchJobOperator, job_definition="polysync-job", job_queue="polysync-default", aws_conn_id="aws_nightly"
+    )
+    assert ti.state == "failed"
+    log = capsys.readouterr().out
+    assert "connection 'aws_nightly' is not defined: add it" in log
+    assert "NoCredentialsError" not in log and "switching to empty" not in log
+    assert local_aws_batch.requests == []
+
+
 def test_connection_id_verify_and_botocore_config(local_aws_batch, polysync_aws_conn):
     dag_run, ti = run_single_task(
         AwsBatchJobOperator,

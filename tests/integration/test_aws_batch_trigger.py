@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from polysync_airflow.hooks.aws_batch import CANCEL_REASON, AwsBatchHook
 from polysync_airflow.status import RunStatus
 from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
@@ -293,3 +295,13 @@ def test_a_trigger_serialized_before_verify_and_botocore_config_still_loads(loca
     assert (trigger.verify, trigger.botocore_config) == (None, None)
     assert trigger.serialize()[1] == old_kwargs
     assert asyncio.run(first_event(trigger))["status"] == "Success"
+
+
+def test_a_connection_that_is_not_defined_fails_the_trigger_with_the_same_message(local_aws_batch, monkeypatch):
+    from polysync_airflow.hooks.aws_batch import AwsConnectionNotDefined
+
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_NIGHTLY", raising=False)
+    trigger = AwsBatchJobTrigger(job_id="job-1", aws_conn_id="aws_nightly", poll_interval=0.05)
+    with pytest.raises(AwsConnectionNotDefined, match=r"^connection 'aws_nightly' is not defined: add it"):
+        asyncio.run(first_event(trigger))
+    assert local_aws_batch.requests == []

@@ -261,3 +261,35 @@ def test_verify_and_botocore_config_reach_every_client(local_aws_batch, polysync
         assert client.meta.config.read_timeout == 7
         assert "nightly" in client.meta.config.user_agent_extra
     assert hook._submit_client.meta.config.retries["total_max_attempts"] == 1  # SubmitJob is never retried
+
+
+# -- a connection that is not defined ------------------------------------------------------------------------------
+
+
+def test_a_named_connection_that_is_not_defined_is_an_error(monkeypatch):
+    from polysync_airflow.hooks.aws_batch import AwsConnectionNotDefined
+
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_NIGHTLY", raising=False)
+    with pytest.raises(AwsConnectionNotDefined) as err:
+        AwsBatchHook("aws_nightly").monitor_url("j")
+    assert str(err.value).startswith("connection 'aws_nightly' is not defined: add it")
+    assert "AIRFLOW_CONN_AWS_NIGHTLY" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_aws_default_alone_falls_back_to_the_default_credential_chain_logged_once(monkeypatch, caplog, capsys):
+    from polysync_airflow.hooks import aws_batch
+
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
+    monkeypatch.setattr(aws_batch, "_default_chain_logged", aws_batch.threading.Event())
+    for _ in range(2):
+        config = AwsBatchHook("aws_default", region_name="eu-west-1").conn_config
+        assert (config.conn_type, config.aws_access_key_id, config.region_name) == (None, None, "eu-west-1")
+    logged = caplog.text + capsys.readouterr().out
+    assert logged.count("Connection 'aws_default' is not defined; using boto3's default credential chain") == 1
+    assert "switching to empty" not in logged
+
+
+def test_no_connection_id_uses_the_default_credential_chain_without_a_lookup(monkeypatch):
+    hook = AwsBatchHook(None, region_name="eu-west-1")
+    assert (hook.conn_config.conn_type, hook.conn_config.aws_access_key_id) == (None, None)
+    assert hook.monitor_url("j").startswith("https://eu-west-1.console.aws.amazon.com/")
