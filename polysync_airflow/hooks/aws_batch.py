@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from botocore.config import Config
-from botocore.exceptions import UnknownRegionError
+from botocore.exceptions import ClientError, UnknownRegionError
 
 from polysync_airflow.ownership import TRY_MARK, WATCHED_MARK, ExistingJob
 from polysync_airflow.status import RunState, RunStatus
@@ -75,6 +76,30 @@ def logs_console_url(template: str, region: str, log_group: str, log_stream: str
 
 def is_cancel_reason(reason: str | None) -> bool:
     return any(phrase in (reason or "").lower() for phrase in CANCELLATION_PHRASES)
+
+
+_MISSING_WORDING = re.compile(r"does not exist|not found|inactive|not in active status", re.IGNORECASE)
+_RESOURCE_NAMES = (
+    ("job_definition", re.compile(r"job\s?definition", re.IGNORECASE)),
+    ("job_queue", re.compile(r"job\s?queue", re.IGNORECASE)),
+)
+
+
+def missing_resource(err: BaseException) -> str | None:
+    """``"job_definition"`` or ``"job_queue"`` when AWS Batch refused a request because that resource does not
+    exist (or, for a definition, is not ACTIVE), else None.
+
+    AWS answers a ClientException (HTTP 400) worded, depending on the API and the resource, "JobDefinition name
+    x does not exist or is not in ACTIVE status", "JobQueue x not found." or (moto, the local endpoint)
+    "Job queue x does not exist"; the resource named first in the message is the one that is missing."""
+    if not isinstance(err, ClientError):
+        return None
+    error = err.response.get("Error") or {}
+    message = str(error.get("Message") or "")
+    if error.get("Code") != "ClientException" or not _MISSING_WORDING.search(message):
+        return None
+    found = [(match.start(), name) for name, pattern in _RESOURCE_NAMES if (match := pattern.search(message))]
+    return min(found)[1] if found else None
 
 
 def _count(value: Any) -> int:

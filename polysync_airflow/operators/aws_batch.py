@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
 from polysync_airflow.hooks.aws_batch import (
@@ -17,6 +18,7 @@ from polysync_airflow.hooks.aws_batch import (
     array_size,
     child_index,
     job_exit_code,
+    missing_resource,
 )
 from polysync_airflow.links.aws_batch import AwsBatchJobLink, AwsBatchJobLogsLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
@@ -291,7 +293,35 @@ class AwsBatchJobOperator(PolysyncJobOperator):
 
     def find_existing_jobs(self, key: TaskInstanceKey) -> list[ExistingJob]:
         assert self._request is not None
-        return self.hook.find_jobs_named(self._request["jobName"], self._request["jobQueue"])
+        try:
+            return self.hook.find_jobs_named(self._request["jobName"], self._request["jobQueue"])
+        except ClientError as err:
+            self._fail_if_missing(err, "ListJobs")
+            raise
+
+    def _fail_if_missing(self, err: ClientError, call: str) -> None:
+        """A job queue or definition that does not exist cannot heal: fail the task at once, without retrying,
+        in one line naming it (as the Azure operator does for a missing template job)."""
+        assert self._request is not None
+        which = missing_resource(err)
+        if which is None:
+            return
+        region, conn_id = self.hook.effective_region, self.aws_conn_id
+        where = f"AWS Batch region {region}" + (f" (connection {conn_id})" if conn_id else "")
+        # discover looks where the task looked: the same connection, and the operator's region if it set one
+        options = (f" --conn-id {conn_id}" if conn_id else "") + (f" --region {region}" if self.region_name else "")
+        discover = f"`polysync-airflow discover aws-batch{options}`"
+        said = f"({call}: {err.response.get('Error', {}).get('Message')})"
+        if which == "job_definition":
+            raise AirflowFailException(
+                f"Job definition {self._request['jobDefinition']} does not exist in {where} or has no ACTIVE "
+                f"revision: check job_definition ({discover} lists the ACTIVE job definitions) {said}"
+            ) from None
+        field = "job_queue" if self.job_queue not in (None, "") else "default_job_queue in the connection's extra"
+        raise AirflowFailException(
+            f"Job queue {self._request['jobQueue']} does not exist in {where}: check {field} and the region "
+            f"({discover} lists the job definitions this connection and region reach) {said}"
+        ) from None
 
     def submit(self, key: TaskInstanceKey) -> SubmittedRun:
         assert self._request is not None
@@ -302,7 +332,11 @@ class AwsBatchJobOperator(PolysyncJobOperator):
             request["jobDefinition"],
             request["jobQueue"],
         )
-        job_id = self.hook.submit_job(request)["jobId"]
+        try:
+            job_id = self.hook.submit_job(request)["jobId"]
+        except ClientError as err:
+            self._fail_if_missing(err, "SubmitJob")
+            raise
         return SubmittedRun(job_id, request["jobName"], self.hook.monitor_url(job_id))
 
     def reattach(self, job: ExistingJob) -> SubmittedRun:

@@ -344,6 +344,56 @@ def test_a_connection_that_is_not_defined_fails_before_any_request(local_aws_bat
     assert local_aws_batch.requests == []
 
 
+@pytest.mark.parametrize(
+    ("arguments", "requests", "message"),
+    [
+        (
+            {"job_queue": "no-such-queue"},
+            ["listjobs"],  # ListJobs on the queue finds it missing: nothing is submitted
+            "Job queue no-such-queue does not exist in AWS Batch region us-east-1 (connection aws_local): "
+            "check job_queue and the region",
+        ),
+        (
+            {"job_definition": "no-such-definition"},
+            ["listjobs", "submitjob"],
+            "Job definition no-such-definition does not exist in AWS Batch region us-east-1 (connection aws_local) "
+            "or has no ACTIVE revision: check job_definition (`polysync-airflow discover aws-batch --conn-id "
+            "aws_local` lists the ACTIVE job definitions) "
+            "(SubmitJob: Job definition no-such-definition does not exist)",
+        ),
+    ],
+    ids=["queue", "definition"],
+)
+def test_a_missing_queue_or_definition_fails_at_once_without_retrying(
+    arguments, requests, message, local_aws_batch, polysync_aws_conn, capsys
+):
+    from datetime import timedelta
+
+    kwargs = {"job_definition": "polysync-job", "aws_conn_id": polysync_aws_conn, **arguments}
+    _dag_run, ti = run_single_task(AwsBatchJobOperator, retries=1, retry_delay=timedelta(0), **kwargs)
+    assert ti.state == "failed" and ti.try_number == 1  # it cannot heal: no second try
+    assert local_aws_batch.requests == requests
+    log = capsys.readouterr().out
+    assert message in log
+    assert "polysync-airflow discover aws-batch" in log
+    assert "botocore.errorfactory.ClientException" not in log  # one line, not a botocore traceback
+
+
+def test_a_missing_default_queue_names_the_connection_setting(local_aws_batch, monkeypatch, capsys):
+    from polysync_airflow.testing.connections import aws_connection_env
+
+    for name, value in aws_connection_env("aws_gone_queue", local_aws_batch, default_job_queue="gone").items():
+        monkeypatch.setenv(name, value)
+    _dag_run, ti = run_single_task(
+        AwsBatchJobOperator, job_definition="polysync-job", aws_conn_id="aws_gone_queue", region_name="us-east-1"
+    )
+    assert ti.state == "failed"
+    assert "Job queue gone does not exist" in (log := capsys.readouterr().out)
+    assert "check default_job_queue in the connection's extra and the region" in log
+    assert "`polysync-airflow discover aws-batch --conn-id aws_gone_queue --region us-east-1`" in log  # where it looked
+    assert "submitjob" not in local_aws_batch.requests
+
+
 def test_connection_id_verify_and_botocore_config(local_aws_batch, polysync_aws_conn):
     dag_run, ti = run_single_task(
         AwsBatchJobOperator,

@@ -293,3 +293,42 @@ def test_no_connection_id_uses_the_default_credential_chain_without_a_lookup(mon
     hook = AwsBatchHook(None, region_name="eu-west-1")
     assert (hook.conn_config.conn_type, hook.conn_config.aws_access_key_id) == (None, None)
     assert hook.monitor_url("j").startswith("https://eu-west-1.console.aws.amazon.com/")
+
+
+# -- a job queue or definition that does not exist ------------------------------------------------------------------
+
+
+def client_error(message: str, code: str = "ClientException", operation: str = "SubmitJob"):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+@pytest.mark.parametrize(
+    ("message", "resource"),
+    [
+        # AWS
+        ("JobDefinition name nextflow does not exist or is not in ACTIVE status", "job_definition"),
+        ("JobDefinition arn:aws:batch:us-east-2:123456789012:job-definition/etl not found.", "job_definition"),
+        ("JobQueue x-job-queue not found.", "job_queue"),
+        # moto and the local endpoint
+        ("Job definition no-such-definition does not exist", "job_definition"),
+        ("Job queue no-such-queue does not exist", "job_queue"),
+        ("Job definition etl:3 is INACTIVE", "job_definition"),
+        # other refusals can heal or are not about a missing resource
+        ("Share identifier is required for job queue q with a fair share scheduling policy", None),
+        ("Array size must be between 2 and 10000", None),
+        ("Job name should match valid pattern", None),
+    ],
+)
+def test_missing_resource_reads_the_services_message(message, resource):
+    from polysync_airflow.hooks.aws_batch import missing_resource
+
+    assert missing_resource(client_error(message)) == resource
+
+
+def test_missing_resource_needs_a_client_exception():
+    from polysync_airflow.hooks.aws_batch import missing_resource
+
+    assert missing_resource(client_error("Job queue q does not exist", code="AccessDeniedException")) is None
+    assert missing_resource(ValueError("Job queue q does not exist")) is None
