@@ -58,11 +58,15 @@ class AwsBatchJobTrigger(PolysyncJobTrigger):
         async with await hook.get_async_conn() as client:
             yield client
 
-    def poller(self) -> StatusPoller[dict[str, Any]]:
-        # Triggers with other client settings get their own client (the key must be hashable: JSON text).
+    @property
+    def poller_key(self) -> tuple[Any, ...]:
+        """The triggers with the same key share a poller and its client: the same connection, region and client
+        settings (those as JSON text, so the key is hashable)."""
         settings = json.dumps([self.verify, self.botocore_config], sort_keys=True, default=str)
-        key = ("aws_batch", self.aws_conn_id, self.region_name, settings)
-        return StatusPoller.shared(key, self.client, lambda: AwsBatchHook.adescribe_jobs)
+        return ("aws_batch", self.aws_conn_id, self.region_name, settings)
+
+    def poller(self) -> StatusPoller[dict[str, Any]]:
+        return StatusPoller.shared(self.poller_key, self.client, lambda: AwsBatchHook.adescribe_jobs)
 
     def decode(self, answer: dict[str, Any] | None) -> RunState:
         return decode_job(self.job_id, answer)
