@@ -128,6 +128,7 @@ class AzureBatchJobOperator(PolysyncJobOperator):
         "command_line",
         "container_image",
         "container_run_options",
+        "azure_batch_conn_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
     operator_extra_links = (AzureBatchJobLink(), AzureBatchTaskLink())

@@ -289,3 +289,26 @@ def test_get_log_events_errors_match(moto_logs, our_logs):
     assert error_of(lambda: logs.get_log_events(logGroupName="/aws/batch/job", logStreamName="x"))[1] == (
         "The specified log stream does not exist."
     )
+
+
+@pytest.mark.parametrize(
+    ("call", "resource"),
+    [
+        (lambda c: c.submit_job(jobName="x", jobDefinition="polysync-job", jobQueue="no-such-queue"), "job_queue"),
+        (lambda c: c.submit_job(jobName="x", jobDefinition="nope", jobQueue="polysync-default"), "job_definition"),
+        (
+            lambda c: c.submit_job(jobName="x", jobDefinition="polysync-job:99", jobQueue="polysync-default"),
+            "job_definition",
+        ),
+        (lambda c: c.list_jobs(jobQueue="no-such-queue"), "job_queue"),
+    ],
+    ids=["submit-queue", "submit-definition", "submit-revision", "list-queue"],
+)
+def test_a_missing_queue_or_definition_is_recognised_in_both(moto_batch, ours, call, resource):
+    """The operator fails without retrying on these; moto's refusal must read as the same missing resource."""
+    from polysync_airflow.hooks.aws_batch import missing_resource
+
+    for client in (moto_batch, ours):
+        with pytest.raises(ClientError) as err:
+            call(client)
+        assert missing_resource(err.value) == resource, err.value

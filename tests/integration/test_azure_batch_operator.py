@@ -389,3 +389,16 @@ def test_the_example_dag_runs_to_success(local_azure_batch, monkeypatch):
     assert (
         local_azure_batch.task_output(*publish["run_id"].split("/"))[0] == f"publishing scores of {score['run_id']}\n"
     )
+
+
+def test_the_connection_id_is_templated(local_azure_batch, polysync_azure_conn):
+    assert "azure_batch_conn_id" in AzureBatchJobOperator.template_fields
+    dag_run, _ti = run_single_task(
+        AzureBatchJobOperator,
+        template_job_id="polysync-template",
+        azure_batch_conn_id="{{ 'azure_batch_' ~ 'local' }}",
+        parameters={"SECONDS_TO_RUN": 0},
+        **FAST,
+    )
+    assert dag_run.state == "success"
+    assert len(created_jobs(local_azure_batch)) == 1
