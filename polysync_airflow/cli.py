@@ -102,9 +102,8 @@ def _aws_line(d: JobDefinitionInfo) -> str:
 def _discover_aws(args: argparse.Namespace) -> int:
     from polysync_airflow.hooks.aws_batch import AwsBatchHook
 
-    hook = AwsBatchHook(aws_conn_id=args.conn_id, region_name=args.region)
     with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout; keep it for our output
-        definitions = hook.list_job_definitions()
+        definitions = AwsBatchHook(aws_conn_id=args.conn_id, region_name=args.region).list_job_definitions()
     return _discover(args, definitions, _aws_line, "job definition(s)", render_aws_dag)
 
 
@@ -130,8 +129,8 @@ def render_azure_dag(templates: Sequence[JobTemplateInfo], conn_id: str, dag_id:
 def _discover_azure(args: argparse.Namespace) -> int:
     from polysync_airflow.hooks.azure_batch import AzureBatchHook
 
-    hook = AzureBatchHook(args.conn_id)
     with contextlib.redirect_stdout(sys.stderr):
+        hook = AzureBatchHook(args.conn_id)
         try:
             templates = hook.list_job_templates()
         except Exception as err:
@@ -185,7 +184,8 @@ def describe_error(err: BaseException, conn_id: str) -> str:
 def run(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int]) -> int:
     """Run a discover handler; what goes wrong is one ``error:`` line on stderr and exit code 1."""
     try:
-        expose_stored_connection(args.conn_id)
+        with contextlib.redirect_stdout(sys.stderr):  # Airflow 3.1 warns on stdout while reading a connection
+            expose_stored_connection(args.conn_id)
         return handler(args)
     except Exception as err:
         print(f"error: {describe_error(err, args.conn_id)}", file=sys.stderr)
@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Airflow's INFO lines (Airflow 3.1 logs its alembic plugins on import) would bury our one answer; its
+    # warnings still show. An explicit AIRFLOW__LOGGING__LOGGING_LEVEL wins.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     return run(args, args.handler)
 
 

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import ClientError
 
+from polysync_airflow.compat import AirflowFailException
 from polysync_airflow.hooks.aws_batch import (
     AwsBatchHook,
     JobLogStream,
@@ -72,6 +72,14 @@ def job_name_for(key: TaskInstanceKey) -> str:
     return f"Polysync-{key.uuid}"
 
 
+TAG_KEY_RULE = "tag keys must be 1-128 characters and must not start with 'aws:' or 'polysync:' (reserved)"
+
+
+def check_tag_key(key: Any, tag_value: Any) -> None:
+    if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith(("aws:", "polysync:")):
+        raise PolysyncValidationError(f"tags[{key!r}]", tag_value, TAG_KEY_RULE)
+
+
 def validate_tags(value: Any) -> dict[str, str] | None:
     if value is None or value == "":
         return None
@@ -79,12 +87,7 @@ def validate_tags(value: Any) -> dict[str, str] | None:
     if len(tags) > 48:
         raise PolysyncValidationError("tags", value, "at most 48 tags are allowed (AWS allows 50; Polysync uses 2)")
     for key, tag_value in tags.items():
-        if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith(("aws:", "polysync:")):
-            raise PolysyncValidationError(
-                f"tags[{key!r}]",
-                tag_value,
-                "tag keys must be 1-128 characters and must not start with 'aws:' or 'polysync:' (reserved)",
-            )
+        check_tag_key(key, tag_value)
         if not isinstance(tag_value, str) or len(tag_value) > 256:
             raise PolysyncValidationError(
                 f"tags[{key!r}]", tag_value, "tag values must be strings of at most 256 characters"
@@ -256,6 +259,10 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         self.attempt_duration_seconds = attempt_duration_seconds
         self.retry_attempts = retry_attempts
         self.array_size = array_size
+        if isinstance(tags, Mapping):  # Airflow 3.1 stores rendered fields as JSON before execute: no int keys
+            for key, tag_value in tags.items():
+                if not isinstance(key, str):
+                    check_tag_key(key, tag_value)
         self.tags = tags
         self.propagate_tags = propagate_tags
         self.depends_on = depends_on
