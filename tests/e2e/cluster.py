@@ -40,6 +40,10 @@ class AirflowCluster:
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(home),
+            # Its own config and database, never the ones the pytest process points at (the throw-away home
+            # of tests/conftest.py): a real scheduler and triggerer there would clean up the tests' rows.
+            "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
