@@ -1,21 +1,29 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make demo   runs the example DAGs against the local endpoints and prints each task's result
-#   make test   runs the linter and the whole test suite (the real-Airflow end-to-end suite included)
+#   make test   what CI runs: lint, types, the whole suite (real-Airflow e2e included) on the main lock,
+#               the unit and dag.test suites on Airflow 3.1 and 3.2, and a clean install of the wheel
 #   make e2e    runs only the end-to-end suite
+#   make compat runs the unit and dag.test suites on Airflow 3.1 (Python 3.13) and 3.2 (Python 3.12)
+#   make wheel  builds the wheel and sdist and installs the wheel, without any lock, into a clean venv
 #   make bench  measures our triggers and operator against the official providers'
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
 BOOT := $(VENV)/.installed
+# pyenv's Pythons are not all on PATH (only its global one is); find them where pyenv keeps them.
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
+find_python = $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1)))
 
-.PHONY: demo test e2e bench browser lint lock clean topology topology-short topology-bench topology-services
+.PHONY: demo test suite e2e compat compat-3.1 compat-3.2 wheel bench browser lint lock clean \
+	topology topology-short topology-bench topology-services
 export SE_OFFLINE := true
 
 $(BOOT): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync --quiet --python $(VENV)/bin/python requirements.lock
-	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python --no-deps -e .
+	$(UV) pip sync --quiet --python $(VENV)/bin/python requirements.lock
+	$(UV) pip install --quiet --python $(VENV)/bin/python --no-deps -e .
 	touch $(BOOT)
 
 demo: $(BOOT)
@@ -25,11 +33,47 @@ lint: $(BOOT)
 	$(VENV)/bin/ruff check polysync_airflow tests example_dags scripts benchmarks
 	$(VENV)/bin/ruff format --check polysync_airflow tests example_dags scripts benchmarks
 
-test: lint browser
+test: lint browser suite compat wheel
+
+suite: $(BOOT) browser
 	$(VENV)/bin/python -m pytest -q
 
 e2e: $(BOOT) browser
 	$(VENV)/bin/python -m pytest -q -m e2e tests/e2e
+
+# Older Airflow minors, each from its own lock resolved as of that release (what its constraints file
+# would give), with the package installed as a user installs it (not editable; pytest's append import
+# mode keeps the checkout's copy from shadowing it).
+.venv-airflow%/.installed: locks/airflow%.lock pyproject.toml $(BOOT)
+	$(UV) venv --quiet --allow-existing --python $(call find_python,$(COMPAT_PY_$*)) .venv-airflow$*
+	$(UV) pip sync --quiet --python .venv-airflow$*/bin/python locks/airflow$*.lock
+	touch $@
+
+COMPAT_PY_-3.1 := 3.13
+COMPAT_PY_-3.2 := 3.12
+# Everything but the 200-run fault-injection suite (trigger logic only; Airflow plays no part in it).
+COMPAT_TESTS := tests/unit tests/integration --ignore=tests/integration/test_fault_injection.py
+
+# The two minors side by side: their tests mostly wait on local jobs.
+compat:
+	$(MAKE) -j2 --output-sync=target compat-3.1 compat-3.2
+
+compat-%: .venv-airflow-%/.installed
+	$(UV) pip install --quiet --python .venv-airflow-$*/bin/python --no-deps --reinstall-package polysync-airflow .
+	.venv-airflow-$*/bin/pytest -q --import-mode=append $(COMPAT_TESTS)
+
+# The wheel and sdist, and the wheel alone in a clean venv (no lock, no dev tools): it imports, registers
+# with Airflow and answers its CLI; then the wheel's resolution beside each supported Airflow and Python.
+wheel: $(BOOT)
+	rm -rf dist .venv-wheel
+	$(VENV)/bin/python -m build --quiet --outdir dist .
+	$(UV) venv --quiet --python $(PYTHON) .venv-wheel
+	$(UV) pip install --quiet --python .venv-wheel/bin/python dist/*.whl
+	cd /tmp && $(CURDIR)/.venv-wheel/bin/python -c "import polysync_airflow, polysync_airflow.operators.aws_batch, polysync_airflow.operators.azure_batch; print('imported', polysync_airflow.__version__)"
+	home=$$(mktemp -d) && cd /tmp && AIRFLOW_HOME=$$home $(CURDIR)/.venv-wheel/bin/airflow providers list \
+		| grep polysync-airflow; status=$$?; rm -rf $$home; exit $$status
+	cd /tmp && $(CURDIR)/.venv-wheel/bin/polysync-airflow --help > /dev/null
+	UV=$(UV) scripts/resolution_matrix.sh
 
 # Our triggers against the official ones (about 10 minutes; writes docs/img/performance.png), and submit-to-defer.
 bench: $(BOOT)
@@ -43,12 +87,19 @@ browser:
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
 	fi
 
-# Re-pin every dependency after changing pyproject.toml.
+# Re-pin every dependency after changing pyproject.toml. The main lock is today's newest; each older
+# Airflow's lock is resolved as of its release day (as its constraints file was), letting through only
+# azure-batch 15.1 (released later; the package needs its API).
 lock: $(BOOT)
-	$(VENV)/bin/uv pip compile --quiet pyproject.toml --extra test --extra bench --python-version 3.11 -o requirements.lock
+	$(UV) pip compile --quiet pyproject.toml --group dev --python-version 3.11 -o requirements.lock
+	$(UV) pip compile --quiet pyproject.toml locks/airflow-3.1.in --group test-tools --python-version 3.13 \
+		--exclude-newer 2026-03-12T00:00:00Z --exclude-newer-package azure-batch=2026-05-02T00:00:00Z \
+		-o locks/airflow-3.1.lock
+	$(UV) pip compile --quiet pyproject.toml locks/airflow-3.2.in --group test-tools --python-version 3.12 \
+		--exclude-newer 2026-05-30T00:00:00Z -o locks/airflow-3.2.lock
 
 clean:
-	rm -rf $(VENV) .demo
+	rm -rf $(VENV) .venv-airflow-3.1 .venv-airflow-3.2 .venv-wheel dist .demo
 
 # The production topology (tests/topology): a private PostgreSQL 15 cluster, Redis, CeleryExecutor with two
 # workers, two triggerers, all on 127.0.0.1. `topology` runs the scenarios with 200 AWS + 100 Azure mapped

@@ -12,8 +12,8 @@ For each (with both triggerers started afresh): wall time from the DAG run's sta
 each triggerer's CPU seconds (also above its idle rate, measured first) and peak RSS, from /proc of its
 process tree; each Celery worker's CPU seconds; the Batch API requests by operation (writes included), as
 the endpoint saw them, and which component sent them (each triggerer and worker talks through its own
-recording proxy); the time from each job's end to its trigger's event and to its task's end (median, max). Writes ``docs/topology.json`` (key ``benchmark``),
-draws ``docs/img/topology.png`` and prints a table.
+recording proxy); the time from each job's end to its trigger's event and to its task's end (median, max).
+Writes ``docs/topology.json`` (key ``benchmark``), draws ``docs/img/topology.png`` and prints a table.
 
     .venv/bin/python benchmarks/topology_bench.py                    # about 25 minutes on 2 cores
     .venv/bin/python benchmarks/topology_bench.py --aws-tasks 20 --azure-tasks 10 --job-seconds 20

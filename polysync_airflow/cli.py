@@ -1,4 +1,10 @@
-"""``polysync-airflow discover``: list importable Batch job definitions and write a starter DAG."""
+"""``polysync-airflow discover`` (and ``airflow polysync discover``): list importable Batch job definitions and
+write a starter DAG.
+
+Only the standard library is imported at module level: Airflow imports this module to build its own CLI
+(the provider's ``cli`` key), and ``--help`` must not wait for Airflow, boto3 or the Azure SDK. The hooks are
+imported in the handlers.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,20 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from polysync_airflow.hooks.aws_batch import AwsBatchHook, JobDefinitionInfo
-from polysync_airflow.hooks.azure_batch import AzureBatchHook, JobTemplateInfo
+if TYPE_CHECKING:
+    from polysync_airflow.hooks.aws_batch import JobDefinitionInfo
+    from polysync_airflow.hooks.azure_batch import JobTemplateInfo
+
+DESCRIPTION = "Polysync for Apache Airflow: list the Batch jobs that can be run and write a starter DAG."
+DISCOVER_HELP = "list what can be run and write a starter DAG"
+DISCOVER_DESCRIPTION = (
+    "List the AWS Batch job definitions (ACTIVE, latest revision each) or the Azure Batch jobs usable as "
+    "templates that an Airflow connection can see, and optionally write a DAG module with one task per item."
+)
 
 
 def _task_id(name: str, taken: set[str]) -> str:
@@ -85,9 +100,10 @@ def _aws_line(d: JobDefinitionInfo) -> str:
 
 
 def _discover_aws(args: argparse.Namespace) -> int:
-    hook = AwsBatchHook(aws_conn_id=args.conn_id, region_name=args.region)
+    from polysync_airflow.hooks.aws_batch import AwsBatchHook
+
     with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout; keep it for our output
-        definitions = hook.list_job_definitions()
+        definitions = AwsBatchHook(aws_conn_id=args.conn_id, region_name=args.region).list_job_definitions()
     return _discover(args, definitions, _aws_line, "job definition(s)", render_aws_dag)
 
 
@@ -111,9 +127,14 @@ def render_azure_dag(templates: Sequence[JobTemplateInfo], conn_id: str, dag_id:
 
 
 def _discover_azure(args: argparse.Namespace) -> int:
-    hook = AzureBatchHook(args.conn_id)
+    from polysync_airflow.hooks.azure_batch import AzureBatchHook
+
     with contextlib.redirect_stdout(sys.stderr):
-        templates = hook.list_job_templates()
+        hook = AzureBatchHook(args.conn_id)
+        try:
+            templates = hook.list_job_templates()
+        except Exception as err:
+            raise hook.explain(err) from err  # an authentication failure names the connection and the fix
     return _discover(
         args, templates, lambda t: f"{t.id}\t{t.state}\t{t.display_name or ''}", "job(s)", render_azure_dag
     )
@@ -135,25 +156,140 @@ def expose_stored_connection(conn_id: str) -> None:
     os.environ[name] = connection.as_json()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="polysync-airflow", description=__doc__)
+def describe_error(err: BaseException, conn_id: str) -> str:
+    """One line a user can act on, for what stopped the command."""
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    if isinstance(err, NoRegionError):
+        return (
+            f"no AWS region for connection {conn_id!r}: pass --region or set region_name in the connection's extra "
+            "(or AWS_DEFAULT_REGION)"
+        )
+    if isinstance(err, NoCredentialsError):
+        return (
+            f"no AWS credentials for connection {conn_id!r}: set the access key (login) and secret key (password) "
+            "of the connection, or configure boto3's default credential chain"
+        )
+    if type(err).__name__ == "AirflowNotFoundException":  # raised by Airflow core or the task SDK, by name alike
+        return (
+            f"connection {conn_id!r} is not defined: add it (airflow connections add {conn_id} ...) or set "
+            f"AIRFLOW_CONN_{conn_id.upper()}"
+        )
+    message = " ".join(str(err).split())  # Azure's messages span lines
+    if type(err).__module__ == "builtins" and message:  # a bare KeyError or ValueError says little without its type
+        return f"{type(err).__name__}: {message}"
+    return message or type(err).__name__
+
+
+def run(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int]) -> int:
+    """Run a discover handler; what goes wrong is one ``error:`` line on stderr and exit code 1."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Airflow 3.1 warns on stdout while reading a connection
+            expose_stored_connection(args.conn_id)
+        return handler(args)
+    except Exception as err:
+        print(f"error: {describe_error(err, args.conn_id)}", file=sys.stderr)
+        return 1
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option, shared by the standalone parser and Airflow's CLI (``airflow polysync``)."""
+
+    name: str
+    help: str
+    default: str | None = None
+    switch: bool = False  # takes no value
+
+    def kwargs(self) -> dict[str, Any]:
+        if self.switch:
+            return {"help": self.help, "action": "store_true"}
+        return {"help": self.help, "default": self.default}
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str
+    help: str
+    options: tuple[Option, ...]
+    handler: Callable[[argparse.Namespace], int]
+
+
+_JSON = Option("--json", "print JSON instead of one line per item", switch=True)
+PLATFORMS = (
+    Platform(
+        "aws-batch",
+        "ACTIVE job definitions, latest revision each",
+        (
+            Option("--conn-id", "Airflow connection id (default: aws_default)", "aws_default"),
+            Option("--region", "AWS region (default: the connection's region_name)"),
+            _JSON,
+            Option("--dag-file", "write a DAG module with one task per job definition to this path"),
+        ),
+        _discover_aws,
+    ),
+    Platform(
+        "azure-batch",
+        "jobs of the Batch account, usable as templates",
+        (
+            Option("--conn-id", "Airflow connection id (default: azure_batch_default)", "azure_batch_default"),
+            _JSON,
+            Option("--dag-file", "write a DAG module with one task per template job to this path"),
+        ),
+        _discover_azure,
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polysync-airflow", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
-    discover = commands.add_parser("discover", help="list what can be run and write a starter DAG")
+    discover = commands.add_parser("discover", help=DISCOVER_HELP, description=DISCOVER_DESCRIPTION)
     platforms = discover.add_subparsers(dest="platform", required=True)
-    aws = platforms.add_parser("aws-batch", help="ACTIVE job definitions, latest revision each")
-    aws.add_argument("--conn-id", default="aws_default", help="Airflow connection id (default aws_default)")
-    aws.add_argument("--region", default=None, help="AWS region (default: the connection's)")
-    aws.add_argument("--json", action="store_true", help="print JSON")
-    aws.add_argument("--dag-file", help="write a DAG module with one task per definition to this path")
-    aws.set_defaults(handler=_discover_aws)
-    azure = platforms.add_parser("azure-batch", help="jobs of the Batch account, usable as templates")
-    azure.add_argument("--conn-id", default="azure_batch_default", help="connection id (default azure_batch_default)")
-    azure.add_argument("--json", action="store_true", help="print JSON")
-    azure.add_argument("--dag-file", help="write a DAG module with one task per template job to this path")
-    azure.set_defaults(handler=_discover_azure)
-    args = parser.parse_args(argv)
-    expose_stored_connection(args.conn_id)
-    return args.handler(args)
+    for platform in PLATFORMS:
+        sub = platforms.add_parser(platform.name, help=platform.help, description=platform.help)
+        for option in platform.options:
+            sub.add_argument(option.name, **option.kwargs())
+        sub.set_defaults(handler=platform.handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Airflow's INFO lines (Airflow 3.1 logs its alembic plugins on import) would bury our one answer; its
+    # warnings still show. An explicit AIRFLOW__LOGGING__LOGGING_LEVEL wins.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    return run(args, args.handler)
+
+
+def get_cli_commands() -> list[Any]:
+    """``airflow polysync discover ...``: the provider's ``cli`` entry (read by Airflow 3.2 and later)."""
+    from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand
+
+    def action(platform: Platform) -> Callable[[argparse.Namespace], None]:
+        def command(args: argparse.Namespace) -> None:
+            code = run(args, platform.handler)
+            if code:  # Airflow ignores a command's return value
+                sys.exit(code)
+
+        command.__name__ = f"discover_{platform.name.replace('-', '_')}"
+        return command
+
+    discover = GroupCommand(
+        name="discover",
+        help=DISCOVER_HELP,
+        description=DISCOVER_DESCRIPTION,
+        subcommands=[
+            ActionCommand(
+                name=platform.name,
+                help=platform.help,
+                func=action(platform),
+                args=[Arg((option.name,), **option.kwargs()) for option in platform.options],
+            )
+            for platform in PLATFORMS
+        ],
+    )
+    return [GroupCommand(name="polysync", help=DESCRIPTION, subcommands=[discover])]
 
 
 if __name__ == "__main__":

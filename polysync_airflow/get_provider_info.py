@@ -35,17 +35,29 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Polysync AWS Batch",
                 "python-modules": ["polysync_airflow.operators.aws_batch"],
             },
+            {
+                "integration-name": "Polysync Azure Batch",
+                "python-modules": ["polysync_airflow.operators.azure_batch"],
+            },
         ],
         "hooks": [
             {
                 "integration-name": "Polysync AWS Batch",
                 "python-modules": ["polysync_airflow.hooks.aws_batch"],
             },
+            {
+                "integration-name": "Polysync Azure Batch",
+                "python-modules": ["polysync_airflow.hooks.azure_batch"],
+            },
         ],
         "triggers": [
             {
                 "integration-name": "Polysync AWS Batch",
                 "python-modules": ["polysync_airflow.triggers.aws_batch"],
+            },
+            {
+                "integration-name": "Polysync Azure Batch",
+                "python-modules": ["polysync_airflow.triggers.azure_batch"],
             },
         ],
         "extra-links": [
@@ -54,6 +66,8 @@ def get_provider_info() -> dict[str, Any]:
             "polysync_airflow.links.azure_batch.AzureBatchJobLink",
             "polysync_airflow.links.azure_batch.AzureBatchTaskLink",
         ],
+        # `airflow polysync discover` (Airflow 3.2+; Airflow 3.1 ignores this key: use `polysync-airflow discover`)
+        "cli": ["polysync_airflow.cli.get_cli_commands"],
         "connection-types": [
             {
                 "connection-type": "polysync_aws_batch",

@@ -15,7 +15,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from polysync_airflow.compat import AirflowFailException
 
 
 class PolysyncValidationError(AirflowFailException, ValueError):

@@ -54,9 +54,9 @@ def main() -> int:
     _prepare_airflow_home()
     import airflow
     from airflow import settings
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.utils import db
 
+    from polysync_airflow.compat import dag_bag
     from polysync_airflow.testing import LocalAwsBatch, LocalAzureBatch
     from polysync_airflow.testing.connections import aws_connection_env, azure_connection_env
 
@@ -66,7 +66,7 @@ def main() -> int:
         db.resetdb()
 
     with _output_to(LOG):
-        dagbag = DagBag(dag_folder=str(ROOT / "example_dags"))
+        dagbag = dag_bag(str(ROOT / "example_dags"))
     if dagbag.import_errors:
         print(f"example DAGs failed to import: {dagbag.import_errors}")
         return 1

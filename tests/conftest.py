@@ -1,27 +1,19 @@
-"""Test set-up: a throw-away AIRFLOW_HOME with a fresh SQLite metadata DB, before Airflow is imported."""
+"""Test set-up: the plugin's throw-away Airflow home (temporary AIRFLOW_HOME, fresh SQLite metadata DB),
+made here, before Airflow is imported, so that no ini option is needed; the plugin deletes it at the end."""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
-_home = Path(tempfile.mkdtemp(prefix="polysync-airflow-home-"))
-(_home / "dags").mkdir()
-os.environ["AIRFLOW_HOME"] = str(_home)
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_home / "dags")
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+from polysync_airflow.testing.airflow_home import AirflowHome, use_throwaway_airflow_home
+
+use_throwaway_airflow_home()
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """A migrated metadata DB for the tests that run DAGs."""
-    from airflow import settings
-    from airflow.utils import db
-
-    settings.configure_orm()
-    db.resetdb()
+def airflow_db(polysync_airflow_db: AirflowHome) -> AirflowHome:
+    """A migrated metadata DB for the tests that run DAGs (the plugin's ``polysync_airflow_db``)."""
+    return polysync_airflow_db

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,8 +13,13 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
+from airflow.providers.amazon.aws.links.batch import BatchJobDetailsLink
+from airflow.providers.amazon.aws.links.logs import CloudWatchEventsLink
 from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from botocore.config import Config
+from botocore.exceptions import ClientError, UnknownRegionError
 
 from polysync_airflow.ownership import TRY_MARK, WATCHED_MARK, ExistingJob
 from polysync_airflow.status import RunState, RunStatus
@@ -21,12 +28,16 @@ CANCEL_REASON = "Cancelled by Polysync"
 DEFAULT_MONITOR_LINK_TEMPLATE = (
     "https://{region}.console.aws.amazon.com/batch/home?region={region}#jobs/detail/{job_id}"
 )
+"""The commercial (``aws``) partition's console page of a job. China and GovCloud regions get their partition's
+console (``console.amazonaws.cn``, ``console.amazonaws-us-gov.com``) through the Amazon provider's Batch link."""
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 """Where AWS Batch sends a container's output when its job definition names no ``awslogs-group``."""
 DEFAULT_LOGS_LINK_TEMPLATE = (
     "https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
     "#logsV2:log-groups/log-group/{log_group}/log-events/{log_stream}"
 )
+"""The commercial partition's CloudWatch page of a log stream; other partitions as for the job link."""
+COMMERCIAL_CONSOLE_DOMAIN = "aws.amazon.com"
 
 # The seed's status table: Batch job status -> run status.
 AWS_BATCH_STATUS: Mapping[str, RunStatus] = {
@@ -65,6 +76,30 @@ def logs_console_url(template: str, region: str, log_group: str, log_stream: str
 
 def is_cancel_reason(reason: str | None) -> bool:
     return any(phrase in (reason or "").lower() for phrase in CANCELLATION_PHRASES)
+
+
+_MISSING_WORDING = re.compile(r"does not exist|not found|inactive|not in active status", re.IGNORECASE)
+_RESOURCE_NAMES = (
+    ("job_definition", re.compile(r"job\s?definition", re.IGNORECASE)),
+    ("job_queue", re.compile(r"job\s?queue", re.IGNORECASE)),
+)
+
+
+def missing_resource(err: BaseException) -> str | None:
+    """``"job_definition"`` or ``"job_queue"`` when AWS Batch refused a request because that resource does not
+    exist (or, for a definition, is not ACTIVE), else None.
+
+    AWS answers a ClientException (HTTP 400) worded, depending on the API and the resource, "JobDefinition name
+    x does not exist or is not in ACTIVE status", "JobQueue x not found." or (moto, the local endpoint)
+    "Job queue x does not exist"; the resource named first in the message is the one that is missing."""
+    if not isinstance(err, ClientError):
+        return None
+    error = err.response.get("Error") or {}
+    message = str(error.get("Message") or "")
+    if error.get("Code") != "ClientException" or not _MISSING_WORDING.search(message):
+        return None
+    found = [(match.start(), name) for name, pattern in _RESOURCE_NAMES if (match := pattern.search(message))]
+    return min(found)[1] if found else None
 
 
 def _count(value: Any) -> int:
@@ -144,6 +179,23 @@ def existing_job(summary: Mapping[str, Any], detail: Mapping[str, Any] | None) -
     )
 
 
+class AwsConnectionNotDefined(AirflowNotFoundException):
+    """A named AWS connection that Airflow does not know. Falling back to an empty connection would run with
+    whatever credentials the machine has (or none), so the hook refuses before any request. Retryable like
+    Airflow's own missing-connection error: a secrets backend that did not answer may answer next time."""
+
+    def __init__(self, conn_id: str) -> None:
+        super().__init__(
+            f"connection {conn_id!r} is not defined: add it (Admin > Connections, `airflow connections add "
+            f"{conn_id} --conn-type aws ...` or the environment variable AIRFLOW_CONN_{conn_id.upper()}), "
+            "or pass aws_conn_id=None to use boto3's default credentials"
+        )
+        self.conn_id = conn_id
+
+
+_default_chain_logged = threading.Event()  # the aws_default fallback is logged once per process
+
+
 class NoLogStream(Exception):
     """The job has no CloudWatch log stream to read; the message says why."""
 
@@ -187,10 +239,29 @@ class AwsBatchHook(AwsBaseHook):
 
     @cached_property
     def conn_config(self) -> AwsConnectionWrapper:
+        """The connection, as the Amazon provider's base hook wraps it, except that a named connection that does
+        not exist is an error (:class:`AwsConnectionNotDefined`) instead of an empty connection. Only
+        ``aws_default`` keeps the provider's fallback to boto3's default credential chain (logged once)."""
+        connection = None
+        if self.aws_conn_id:
+            try:
+                connection = self.get_connection(self.aws_conn_id)
+            except AirflowNotFoundException:
+                if self.aws_conn_id != self.default_conn_name:
+                    raise AwsConnectionNotDefined(self.aws_conn_id) from None
+                if not _default_chain_logged.is_set():
+                    _default_chain_logged.set()
+                    self.log.info(
+                        "Connection %r is not defined; using boto3's default credential chain (environment, shared "
+                        "config files, instance or task role)",
+                        self.aws_conn_id,
+                    )
         # The base hook warns about any connection type but "aws"; ours is an aws connection too.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*expected connection type 'aws'", category=UserWarning)
-            return super().conn_config
+            return AwsConnectionWrapper(
+                conn=connection, region_name=self._region_name, botocore_config=self._config, verify=self._verify
+            )
 
     def _setting(self, name: str) -> str | None:
         extra = self.conn_config.extra_config
@@ -213,24 +284,52 @@ class AwsBatchHook(AwsBaseHook):
     def logs_link_template(self) -> str:
         return self._setting("logs_link_template") or DEFAULT_LOGS_LINK_TEMPLATE
 
-    def monitor_url(self, job_id: str) -> str:
-        """The console page of a job, from the connection's template (or AWS's console)."""
-        values = {"region": self.effective_region, "job_id": quote(job_id, safe="")}
+    def partition_of(self, region: str) -> str:
+        """The AWS partition of a region (``aws``, ``aws-cn``, ``aws-us-gov``, ...), from botocore's endpoint data."""
+        if region == self.conn_region_name:
+            return self.conn_partition
         try:
-            return self.monitor_link_template.format(**values)
-        except (KeyError, IndexError, ValueError) as err:
-            self._warn_template("monitor_link_template", self.monitor_link_template, "{region} and {job_id}", err)
+            return self._session.get_partition_for_region(region)
+        except UnknownRegionError:  # a region botocore does not know yet: the client's own partition
+            return self.conn_partition
+
+    def console_domain(self, region: str) -> str | None:
+        """The console's domain for the region's partition, as the Amazon provider's links choose it
+        (``aws.amazon.com``, ``amazonaws.cn``, ``amazonaws-us-gov.com``); None for a partition without one."""
+        return BaseAwsLink.get_aws_domain(self.partition_of(region))
+
+    def monitor_url(self, job_id: str) -> str:
+        """The console page of a job, from the connection's template (or the console of the region's partition)."""
+        values = {"region": self.effective_region, "job_id": quote(job_id, safe="")}
+        if self._setting("monitor_link_template"):
+            try:
+                return self.monitor_link_template.format(**values)
+            except (KeyError, IndexError, ValueError) as err:
+                self._warn_template("monitor_link_template", self.monitor_link_template, "{region} and {job_id}", err)
+        domain = self.console_domain(values["region"])
+        if domain in (None, COMMERCIAL_CONSOLE_DOMAIN):
             return DEFAULT_MONITOR_LINK_TEMPLATE.format(**values)
+        return BatchJobDetailsLink().format_link(
+            aws_domain=domain, region_name=values["region"], job_id=values["job_id"]
+        )
 
     def logs_url(self, log: JobLogStream) -> str:
-        """The CloudWatch console page of a job's log stream, from the connection's template (or AWS's console)."""
-        try:
-            return logs_console_url(self.logs_link_template, log.region, log.group, log.stream)
-        except (KeyError, IndexError, ValueError) as err:
-            self._warn_template(
-                "logs_link_template", self.logs_link_template, "{region}, {log_group} and {log_stream}", err
-            )
+        """The CloudWatch console page of a job's log stream, from the connection's template (or the console of
+        the stream region's partition)."""
+        if self._setting("logs_link_template"):
+            try:
+                return logs_console_url(self.logs_link_template, log.region, log.group, log.stream)
+            except (KeyError, IndexError, ValueError) as err:
+                self._warn_template(
+                    "logs_link_template", self.logs_link_template, "{region}, {log_group} and {log_stream}", err
+                )
+        domain = self.console_domain(log.region)
+        if domain in (None, COMMERCIAL_CONSOLE_DOMAIN):
             return logs_console_url(DEFAULT_LOGS_LINK_TEMPLATE, log.region, log.group, log.stream)
+        # The provider's CloudWatch link quotes the group and stream itself (quote_plus, as logs_console_url does).
+        return CloudWatchEventsLink().format_link(
+            aws_domain=domain, awslogs_region=log.region, awslogs_group=log.group, awslogs_stream_name=log.stream
+        )
 
     def _warn_template(self, setting: str, template: str, placeholders: str, err: Exception) -> None:
         self.log.warning(
@@ -248,7 +347,7 @@ class AwsBatchHook(AwsBaseHook):
     def _session(self) -> Any:
         return self.get_session(region_name=self.region_name)
 
-    def _client(self, config: Config, service: str = "batch", region_name: str | None = None) -> Any:
+    def _make_client(self, config: Config, service: str = "batch", region_name: str | None = None) -> Any:
         # Every client from one session: the second batch one reuses the service model the first one loaded.
         return self._session.client(
             service,
@@ -260,13 +359,13 @@ class AwsBatchHook(AwsBaseHook):
 
     @cached_property
     def conn(self) -> Any:
-        return self._client(self.config)
+        return self._make_client(self.config)
 
     @cached_property
     def _submit_client(self) -> Any:
         # SubmitJob is not idempotent: a retry by botocore after a lost answer would start a second job. The
         # operator retries instead, after looking up whether the first attempt was accepted.
-        return self._client(self.config.merge(Config(retries={"total_max_attempts": 1})))
+        return self._make_client(self.config.merge(Config(retries={"total_max_attempts": 1})))
 
     def submit_job(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self._submit_client.submit_job(**request)
@@ -280,14 +379,10 @@ class AwsBatchHook(AwsBaseHook):
 
     def find_jobs_named(self, job_name: str, job_queue: str) -> list[ExistingJob]:
         """The jobs with this exact name in the queue, newest first (ListJobs, all pages, then their tags)."""
-        request: dict[str, Any] = {"jobQueue": job_queue, "filters": [{"name": "JOB_NAME", "values": [job_name]}]}
-        summaries: list[dict[str, Any]] = []
-        while True:
-            page = self.conn.list_jobs(**request)
-            summaries += [s for s in page.get("jobSummaryList", []) if s.get("jobName") == job_name]
-            if not page.get("nextToken"):
-                break
-            request["nextToken"] = page["nextToken"]
+        pages = self.conn.get_paginator("list_jobs").paginate(
+            jobQueue=job_queue, filters=[{"name": "JOB_NAME", "values": [job_name]}]
+        )
+        summaries = [s for page in pages for s in page.get("jobSummaryList", []) if s.get("jobName") == job_name]
         summaries.sort(key=lambda s: s.get("createdAt") or 0, reverse=True)
         ids = [s["jobId"] for s in summaries]  # tags are only in DescribeJobs, up to 100 ids per call
         details = {job["jobId"]: job for i in range(0, len(ids), 100) for job in self.describe_jobs(ids[i : i + 100])}
@@ -295,14 +390,10 @@ class AwsBatchHook(AwsBaseHook):
 
     def list_array_children(self, array_job_id: str, status: str, page_size: int = 100) -> list[dict[str, Any]]:
         """The children of an array job in one status (ListJobs ``arrayJobId`` + ``jobStatus``, all pages)."""
-        request: dict[str, Any] = {"arrayJobId": array_job_id, "jobStatus": status, "maxResults": page_size}
-        children: list[dict[str, Any]] = []
-        while True:
-            page = self.conn.list_jobs(**request)
-            children += page.get("jobSummaryList", [])
-            if not page.get("nextToken"):
-                return children
-            request["nextToken"] = page["nextToken"]
+        pages = self.conn.get_paginator("list_jobs").paginate(
+            arrayJobId=array_job_id, jobStatus=status, PaginationConfig={"PageSize": page_size}
+        )
+        return [child for page in pages for child in page.get("jobSummaryList", [])]
 
     def mark_watched(self, job_id: str, watcher: str) -> None:
         job = self.describe_job(job_id)
@@ -343,7 +434,7 @@ class AwsBatchHook(AwsBaseHook):
 
     def tail_log(self, log: JobLogStream, lines: int = 50) -> list[str]:
         """The last ``lines`` events of a log stream, oldest first (one GetLogEvents from the stream's end)."""
-        response = self._client(self.config, "logs", log.region).get_log_events(
+        response = self._make_client(self.config, "logs", log.region).get_log_events(
             logGroupName=log.group, logStreamName=log.stream, limit=lines, startFromHead=False
         )
         return [event.get("message", "").rstrip("\n") for event in response.get("events", [])][-lines:]
@@ -351,16 +442,13 @@ class AwsBatchHook(AwsBaseHook):
     def list_job_definitions(self) -> list[JobDefinitionInfo]:
         """Every ACTIVE job definition at its highest revision (DescribeJobDefinitions, all pages)."""
         latest: dict[str, dict[str, Any]] = {}
-        request: dict[str, Any] = {"status": "ACTIVE", "maxResults": 100}
-        while True:
-            page = self.conn.describe_job_definitions(**request)
-            for definition in page.get("jobDefinitions", []):
-                name = definition["jobDefinitionName"]
-                if name not in latest or definition["revision"] > latest[name]["revision"]:
-                    latest[name] = definition
-            if not page.get("nextToken"):
-                break
-            request["nextToken"] = page["nextToken"]
+        pages = self.conn.get_paginator("describe_job_definitions").paginate(
+            status="ACTIVE", PaginationConfig={"PageSize": 100}
+        )
+        for definition in (d for page in pages for d in page.get("jobDefinitions", [])):
+            name = definition["jobDefinitionName"]
+            if name not in latest or definition["revision"] > latest[name]["revision"]:
+                latest[name] = definition
         return [
             JobDefinitionInfo(
                 d["jobDefinitionName"], d["revision"], d["jobDefinitionArn"], dict(d.get("parameters") or {})

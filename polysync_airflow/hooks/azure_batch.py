@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from polysync_airflow.compat import AirflowException, AirflowFailException
 from polysync_airflow.ownership import WATCHED_MARK, ExistingJob
 from polysync_airflow.polling import is_transient
 from polysync_airflow.status import RunState, RunStatus
@@ -357,6 +357,20 @@ class AzureBatchHook(BaseHook):
 
         return BatchClient(self.account_url, self._credential(asynchronous=False), **_client_options())
 
+    def get_conn(self) -> Any:
+        """The sync ``azure.batch.BatchClient`` (the same object as :attr:`client`), as Airflow hooks offer it."""
+        return self.client
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: list one job (``maxresults=1``, ids only), the cheapest call that needs the
+        account's credentials. A refusal answers the service's own code and message."""
+        try:
+            self.validate()
+            next(iter(self.client.list_jobs(max_results=1, select=["id"])), None)
+        except Exception as err:
+            return False, service_message(err)
+        return True, f"Connected to Azure Batch account {self.account_name!r} at {self.account_url}"
+
     def async_client(self) -> Any:
         """A new ``azure.batch.aio.BatchClient`` (triggerer side); use it with ``async with``."""
         from azure.batch.aio import BatchClient
@@ -458,6 +472,15 @@ class AzureBatchHook(BaseHook):
         if start > 0:  # the first line is cut: drop it (unless it is all there is)
             text = text.partition("\n")[2] or text
         return text
+
+
+def service_message(err: BaseException) -> str:
+    """What Azure Batch said, as ``<code>: <message>`` and its details; any other error as its text."""
+    error = getattr(err, "error", None)  # an HttpResponseError's parsed body
+    if not getattr(error, "message", None):
+        return str(err) or type(err).__name__
+    details = [detail.message for detail in getattr(error, "details", None) or [] if detail.message]
+    return "\n".join([f"{error.code}: {error.message}", *details])
 
 
 def file_read_problem(err: BaseException) -> str:

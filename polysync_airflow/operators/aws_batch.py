@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore.exceptions import ClientError
 
+from polysync_airflow.compat import AirflowFailException
 from polysync_airflow.hooks.aws_batch import (
     AwsBatchHook,
     JobLogStream,
@@ -17,6 +18,7 @@ from polysync_airflow.hooks.aws_batch import (
     array_size,
     child_index,
     job_exit_code,
+    missing_resource,
 )
 from polysync_airflow.links.aws_batch import AwsBatchJobLink, AwsBatchJobLogsLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
@@ -70,6 +72,14 @@ def job_name_for(key: TaskInstanceKey) -> str:
     return f"Polysync-{key.uuid}"
 
 
+TAG_KEY_RULE = "tag keys must be 1-128 characters and must not start with 'aws:' or 'polysync:' (reserved)"
+
+
+def check_tag_key(key: Any, tag_value: Any) -> None:
+    if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith(("aws:", "polysync:")):
+        raise PolysyncValidationError(f"tags[{key!r}]", tag_value, TAG_KEY_RULE)
+
+
 def validate_tags(value: Any) -> dict[str, str] | None:
     if value is None or value == "":
         return None
@@ -77,12 +87,7 @@ def validate_tags(value: Any) -> dict[str, str] | None:
     if len(tags) > 48:
         raise PolysyncValidationError("tags", value, "at most 48 tags are allowed (AWS allows 50; Polysync uses 2)")
     for key, tag_value in tags.items():
-        if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith(("aws:", "polysync:")):
-            raise PolysyncValidationError(
-                f"tags[{key!r}]",
-                tag_value,
-                "tag keys must be 1-128 characters and must not start with 'aws:' or 'polysync:' (reserved)",
-            )
+        check_tag_key(key, tag_value)
         if not isinstance(tag_value, str) or len(tag_value) > 256:
             raise PolysyncValidationError(
                 f"tags[{key!r}]", tag_value, "tag values must be strings of at most 256 characters"
@@ -185,8 +190,12 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     :param tags: Batch tags, a dict of strings (or its JSON text).
     :param propagate_tags: propagate tags to the ECS/EKS resources.
     :param depends_on: ``[{"jobId": ..., "type": "SEQUENTIAL" | "N_TO_N"}]`` (or its JSON text).
-    :param aws_conn_id: the ``aws`` or ``polysync_aws_batch`` connection.
+    :param aws_conn_id: the ``aws`` or ``polysync_aws_batch`` connection. A connection id that is not defined
+        fails the task before any request; only ``aws_default`` falls back to boto3's default credentials.
     :param region_name: overrides the connection's region.
+    :param verify: whether to verify SSL certificates (or the path of a CA bundle), as in the Amazon operators.
+    :param botocore_config: botocore client settings (a dict of ``botocore.config.Config`` arguments), as in the
+        Amazon operators.
 
     Returns (XCom) ``{run_id, status, message, exit_code, monitor_url, job_name}``.
     """
@@ -203,7 +212,9 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         "tags",
         "propagate_tags",
         "depends_on",
+        "aws_conn_id",
         "region_name",
+        "verify",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "parameters": "json",
@@ -232,6 +243,8 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         depends_on: list[dict[str, str]] | str | None = None,
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
         deferrable: bool = True,
         poll_interval: float = 30,
         cancel_on_kill: bool = True,
@@ -246,18 +259,30 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         self.attempt_duration_seconds = attempt_duration_seconds
         self.retry_attempts = retry_attempts
         self.array_size = array_size
+        if isinstance(tags, Mapping):  # Airflow 3.1 stores rendered fields as JSON before execute: no int keys
+            for key, tag_value in tags.items():
+                if not isinstance(key, str):
+                    check_tag_key(key, tag_value)
         self.tags = tags
         self.propagate_tags = propagate_tags
         self.depends_on = depends_on
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
         self._request: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> AwsBatchHook:
-        return AwsBatchHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name or None)
+        return AwsBatchHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name or None,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
 
     def prepare(self, context: Context, key: TaskInstanceKey) -> None:
+        self.hook.conn_config  # noqa: B018 - looks the connection up: one that is not defined fails here
         self._request = build_submit_job_request(
             job_name=job_name_for(key),
             job_definition=self.job_definition,
@@ -275,7 +300,35 @@ class AwsBatchJobOperator(PolysyncJobOperator):
 
     def find_existing_jobs(self, key: TaskInstanceKey) -> list[ExistingJob]:
         assert self._request is not None
-        return self.hook.find_jobs_named(self._request["jobName"], self._request["jobQueue"])
+        try:
+            return self.hook.find_jobs_named(self._request["jobName"], self._request["jobQueue"])
+        except ClientError as err:
+            self._fail_if_missing(err, "ListJobs")
+            raise
+
+    def _fail_if_missing(self, err: ClientError, call: str) -> None:
+        """A job queue or definition that does not exist cannot heal: fail the task at once, without retrying,
+        in one line naming it (as the Azure operator does for a missing template job)."""
+        assert self._request is not None
+        which = missing_resource(err)
+        if which is None:
+            return
+        region, conn_id = self.hook.effective_region, self.aws_conn_id
+        where = f"AWS Batch region {region}" + (f" (connection {conn_id})" if conn_id else "")
+        # discover looks where the task looked: the same connection, and the operator's region if it set one
+        options = (f" --conn-id {conn_id}" if conn_id else "") + (f" --region {region}" if self.region_name else "")
+        discover = f"`polysync-airflow discover aws-batch{options}`"
+        said = f"({call}: {err.response.get('Error', {}).get('Message')})"
+        if which == "job_definition":
+            raise AirflowFailException(
+                f"Job definition {self._request['jobDefinition']} does not exist in {where} or has no ACTIVE "
+                f"revision: check job_definition ({discover} lists the ACTIVE job definitions) {said}"
+            ) from None
+        field = "job_queue" if self.job_queue not in (None, "") else "default_job_queue in the connection's extra"
+        raise AirflowFailException(
+            f"Job queue {self._request['jobQueue']} does not exist in {where}: check {field} and the region "
+            f"({discover} lists the job definitions this connection and region reach) {said}"
+        ) from None
 
     def submit(self, key: TaskInstanceKey) -> SubmittedRun:
         assert self._request is not None
@@ -286,7 +339,11 @@ class AwsBatchJobOperator(PolysyncJobOperator):
             request["jobDefinition"],
             request["jobQueue"],
         )
-        job_id = self.hook.submit_job(request)["jobId"]
+        try:
+            job_id = self.hook.submit_job(request)["jobId"]
+        except ClientError as err:
+            self._fail_if_missing(err, "SubmitJob")
+            raise
         return SubmittedRun(job_id, request["jobName"], self.hook.monitor_url(job_id))
 
     def reattach(self, job: ExistingJob) -> SubmittedRun:
@@ -411,5 +468,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
             job_name=run.job_name,
             aws_conn_id=self.aws_conn_id,
             region_name=self.hook.effective_region,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
             **self.polling_kwargs(deadline),
         )

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk.exceptions import AirflowFailException
-
+from polysync_airflow.compat import AirflowFailException
 from polysync_airflow.hooks.azure_batch import AzureBatchHook, existing_job, file_read_problem, split_run_id
 from polysync_airflow.links.azure_batch import AzureBatchJobLink, AzureBatchTaskLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
@@ -129,6 +128,7 @@ class AzureBatchJobOperator(PolysyncJobOperator):
         "command_line",
         "container_image",
         "container_run_options",
+        "azure_batch_conn_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
     operator_extra_links = (AzureBatchJobLink(), AzureBatchTaskLink())

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from polysync_airflow.compat import AirflowException, AirflowFailException
 from polysync_airflow.links.base import PolysyncRunLink
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey, choose_job_to_adopt
 from polysync_airflow.polling import (
@@ -136,6 +136,7 @@ class PolysyncJobOperator(BaseOperator):
     # -- the shared flow -----------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        PolysyncRunLink.start_try(context)
         run = self._submitted = self.start_run(context)
         self.log.info("Monitor run %s (job name %s) at %s", run.run_id, run.job_name, run.monitor_url)
         self.persist_links(context, run)

@@ -4,8 +4,9 @@
 command in a local process; ``LocalAzureBatch`` speaks the Azure Batch REST API (SharedKey-checked) and
 runs each task's command line. ``FaultProxy`` sits in front of either and, with a fixed seed, answers a
 share of the requests with throttling, 5xx, connection resets or delays. Use them as context managers,
-or through the pytest fixtures this package registers (``local_aws_batch``, ``polysync_aws_conn``,
-``local_azure_batch``, ``polysync_azure_conn``).
+or through the pytest fixtures this package registers (``local_aws_batch``, ``polysync_connect_aws``,
+``polysync_aws_conn``, the Azure ones alike, and the opt-in ``polysync_airflow_home`` /
+``polysync_airflow_db``: see :mod:`polysync_airflow.testing.pytest_plugin`).
 """
 
 from polysync_airflow.testing.aws_batch import LocalAwsBatch

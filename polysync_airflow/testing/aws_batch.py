@@ -415,6 +415,8 @@ class LocalAwsBatch(LocalHttpEndpoint):
                 found = sorted((d for d in candidates if d.status == "ACTIVE"), key=lambda d: d.revision)[-1:]
         if not found:
             raise ClientException(f"Job definition {ref} does not exist")
+        if found[-1].status != "ACTIVE":  # AWS runs only ACTIVE revisions; a deregistered one is kept for reading
+            raise ClientException(f"Job definition {ref} is INACTIVE: submit an ACTIVE revision")
         return found[-1]
 
     def _job(self, job_id: str) -> Job | None:

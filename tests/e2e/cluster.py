@@ -87,12 +87,18 @@ class AirflowCluster:
         database = (
             {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn}
             if sql_alchemy_conn
-            # SQLite allows one writer at a time: wait for the lock up to 60 s instead of sqlite3's 5 s
-            else {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "polysync_e2e_settings.CONNECT_ARGS"}
+            else {
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+                # SQLite allows one writer at a time: wait for the lock up to 60 s instead of sqlite3's 5 s
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "polysync_e2e_settings.CONNECT_ARGS",
+            }
         )
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(home),
+            # Its own config and database (below), never the ones the pytest process points at (the throw-away
+            # home of tests/conftest.py): a real scheduler and triggerer there would clean up the tests' rows.
+            "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": executor,

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import DAG
 
-from polysync_airflow.testing.dags import run_dag
+from polysync_airflow.testing.dags import load_dag, run_dag
 
 _ids = itertools.count()
 
@@ -28,14 +28,10 @@ def run_example_dag(file_name: str, dag_id: str, connection_env: dict[str, str],
     """Run one of ``example_dags/`` with fast polling and the given connections; returns the DagRun."""
     from pathlib import Path
 
-    from airflow.dag_processing.dagbag import DagBag
-
     monkeypatch.setenv("POLYSYNC_EXAMPLE_POLL_INTERVAL", "0.2")
     for name, value in connection_env.items():
         monkeypatch.setenv(name, value)
-    dagbag = DagBag(dag_folder=str(Path(__file__).parents[2] / "example_dags" / file_name))
-    assert not dagbag.import_errors
-    return run_dag(dagbag.get_dag(dag_id))
+    return run_dag(load_dag(Path(__file__).parents[2] / "example_dags" / file_name, dag_id))
 
 
 def task_context(task_id: str = "job", try_number: int = 1, run_id: str | None = None) -> dict[str, Any]:

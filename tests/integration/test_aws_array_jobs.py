@@ -216,6 +216,7 @@ def test_the_hook_lists_the_children_in_one_status_over_every_page(batch, local_
     hook = AwsBatchHook(polysync_aws_conn)
     failed = hook.list_array_children(job_id, "FAILED", page_size=2)
     assert sorted(child["jobId"] for child in failed) == [f"{job_id}:{i}" for i in (0, 2, 3, 4)]
+    assert local_aws_batch.requests.count("listjobs") == 2  # two full pages, no empty third one
     assert all(child["status"] == "FAILED" for child in failed)
     assert [child["jobId"] for child in hook.list_array_children(job_id, "SUCCEEDED")] == [f"{job_id}:1"]
     assert hook.list_array_children(job_id, "RUNNING") == []

@@ -330,3 +330,98 @@ def test_the_example_dag_runs_to_success(local_aws_batch, monkeypatch):
     summary = dag_run.get_task_instance("summarize").xcom_pull(task_ids="summarize")
     assert local_aws_batch.jobs[load["run_id"]].request["shareIdentifier"] == "analytics"
     assert local_aws_batch.job_output(summary["run_id"])[0] == f"summary of {load['run_id']}\n"
+
+
+def test_a_connection_that_is_not_defined_fails_before_any_request(local_aws_batch, monkeypatch, capsys):
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_NIGHTLY", raising=False)
+    _dag_run, ti = run_single_task(
+        AwsBatchJobOperator, job_definition="polysync-job", job_queue="polysync-default", aws_conn_id="aws_nightly"
+    )
+    assert ti.state == "failed"
+    log = capsys.readouterr().out
+    assert "connection 'aws_nightly' is not defined: add it" in log
+    assert "NoCredentialsError" not in log and "switching to empty" not in log
+    assert local_aws_batch.requests == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "requests", "message"),
+    [
+        (
+            {"job_queue": "no-such-queue"},
+            ["listjobs"],  # ListJobs on the queue finds it missing: nothing is submitted
+            "Job queue no-such-queue does not exist in AWS Batch region us-east-1 (connection aws_local): "
+            "check job_queue and the region",
+        ),
+        (
+            {"job_definition": "no-such-definition"},
+            ["listjobs", "submitjob"],
+            "Job definition no-such-definition does not exist in AWS Batch region us-east-1 (connection aws_local) "
+            "or has no ACTIVE revision: check job_definition (`polysync-airflow discover aws-batch --conn-id "
+            "aws_local` lists the ACTIVE job definitions) "
+            "(SubmitJob: Job definition no-such-definition does not exist)",
+        ),
+    ],
+    ids=["queue", "definition"],
+)
+def test_a_missing_queue_or_definition_fails_at_once_without_retrying(
+    arguments, requests, message, local_aws_batch, polysync_aws_conn, capsys
+):
+    from datetime import timedelta
+
+    kwargs = {"job_definition": "polysync-job", "aws_conn_id": polysync_aws_conn, **arguments}
+    _dag_run, ti = run_single_task(AwsBatchJobOperator, retries=1, retry_delay=timedelta(0), **kwargs)
+    assert ti.state == "failed" and ti.try_number == 1  # it cannot heal: no second try
+    assert local_aws_batch.requests == requests
+    log = capsys.readouterr().out
+    assert message in log
+    assert "polysync-airflow discover aws-batch" in log
+    assert "botocore.errorfactory.ClientException" not in log  # one line, not a botocore traceback
+
+
+def test_a_missing_default_queue_names_the_connection_setting(local_aws_batch, monkeypatch, capsys):
+    from polysync_airflow.testing.connections import aws_connection_env
+
+    for name, value in aws_connection_env("aws_gone_queue", local_aws_batch, default_job_queue="gone").items():
+        monkeypatch.setenv(name, value)
+    _dag_run, ti = run_single_task(
+        AwsBatchJobOperator, job_definition="polysync-job", aws_conn_id="aws_gone_queue", region_name="us-east-1"
+    )
+    assert ti.state == "failed"
+    assert "Job queue gone does not exist" in (log := capsys.readouterr().out)
+    assert "check default_job_queue in the connection's extra and the region" in log
+    assert "`polysync-airflow discover aws-batch --conn-id aws_gone_queue --region us-east-1`" in log  # where it looked
+    assert "submitjob" not in local_aws_batch.requests
+
+
+def test_connection_id_verify_and_botocore_config(local_aws_batch, polysync_aws_conn):
+    dag_run, ti = run_single_task(
+        AwsBatchJobOperator,
+        job_definition="polysync-job",
+        aws_conn_id="{{ 'aws_' ~ 'local' }}",  # templated, as the Amazon operators' aws_conn_id
+        verify=False,
+        botocore_config={"read_timeout": 7, "retries": {"max_attempts": 2}},
+        parameters={"seconds": 0},
+        **FAST,
+    )
+    assert dag_run.state == "success"
+    assert ti.xcom_pull(task_ids="job")["run_id"] in local_aws_batch.jobs
+    assert {"aws_conn_id", "region_name", "verify"} <= set(AwsBatchJobOperator.template_fields)
+
+
+def test_verify_and_botocore_config_reach_the_hook_and_the_trigger(local_aws_batch, polysync_aws_conn):
+    from polysync_airflow.operators.base import SubmittedRun
+
+    operator = AwsBatchJobOperator(
+        task_id="job",
+        job_definition="polysync-job",
+        aws_conn_id=polysync_aws_conn,
+        verify="/etc/ssl/certs/ca-certificates.crt",
+        botocore_config={"read_timeout": 7},
+    )
+    assert operator.hook.verify == "/etc/ssl/certs/ca-certificates.crt"
+    assert operator.hook.conn.meta.config.read_timeout == 7
+    trigger = operator.make_trigger(SubmittedRun("job-1", "Polysync-x", ""), None)
+    _classpath, kwargs = trigger.serialize()
+    assert kwargs["verify"] == "/etc/ssl/certs/ca-certificates.crt"
+    assert kwargs["botocore_config"] == {"read_timeout": 7}

@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from polysync_airflow.hooks.aws_batch import CANCEL_REASON, AwsBatchHook
 from polysync_airflow.status import RunStatus
 from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
@@ -243,3 +245,58 @@ def test_a_fault_that_cannot_heal_fails_the_run_at_once(local_aws_batch, polysyn
     assert event["status"] == "Failed"
     assert "retrying cannot help" in event["message"] and "AccessDeniedException" in event["message"]
     assert local_aws_batch.requests.count("describejobs") == 0  # the one poll was the injected fault
+
+
+def test_verify_and_botocore_config_are_serialized_and_reach_the_client(local_aws_batch, polysync_aws_conn):
+    trigger = AwsBatchJobTrigger(
+        job_id="job-1",
+        aws_conn_id=polysync_aws_conn,
+        region_name="us-east-1",
+        verify=False,
+        botocore_config={"read_timeout": 7, "retries": {"max_attempts": 2}},
+    )
+    classpath, kwargs = trigger.serialize()
+    assert kwargs["verify"] is False and kwargs["botocore_config"] == {
+        "read_timeout": 7,
+        "retries": {"max_attempts": 2},
+    }
+    again = recreate(trigger)
+    assert again.serialize() == (classpath, kwargs)
+
+    async def client_settings():
+        async with again.client() as client:
+            return client.meta.config.read_timeout
+
+    assert asyncio.run(client_settings()) == 7
+    plain = AwsBatchJobTrigger(job_id="job-1", aws_conn_id=polysync_aws_conn, region_name="us-east-1")
+    assert again.poller_key != plain.poller_key  # other client settings, another client
+
+
+def test_a_trigger_serialized_before_verify_and_botocore_config_still_loads(local_aws_batch, polysync_aws_conn):
+    from airflow.sdk.module_loading import import_string
+
+    old_kwargs = {
+        "job_id": submit(polysync_aws_conn, 0.1),
+        "job_name": "Polysync-test",
+        "aws_conn_id": polysync_aws_conn,
+        "region_name": "us-east-1",
+        "poll_interval": 0.05,
+        "unknown_grace_period": 60.0,
+        "deadline": None,
+        "cancel_on_kill": True,
+        "outage_window": 600.0,
+    }
+    trigger = import_string("polysync_airflow.triggers.aws_batch.AwsBatchJobTrigger")(**old_kwargs)
+    assert (trigger.verify, trigger.botocore_config) == (None, None)
+    assert trigger.serialize()[1] == old_kwargs
+    assert asyncio.run(first_event(trigger))["status"] == "Success"
+
+
+def test_a_connection_that_is_not_defined_fails_the_trigger_with_the_same_message(local_aws_batch, monkeypatch):
+    from polysync_airflow.hooks.aws_batch import AwsConnectionNotDefined
+
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_NIGHTLY", raising=False)
+    trigger = AwsBatchJobTrigger(job_id="job-1", aws_conn_id="aws_nightly", poll_interval=0.05)
+    with pytest.raises(AwsConnectionNotDefined, match=r"^connection 'aws_nightly' is not defined: add it"):
+        asyncio.run(first_event(trigger))
+    assert local_aws_batch.requests == []

@@ -13,6 +13,8 @@ import pytest
 
 from polysync_airflow.cli import main
 from polysync_airflow.hooks.aws_batch import AwsBatchHook
+from polysync_airflow.testing.connections import aws_connection
+from polysync_airflow.testing.dags import load_dag
 
 
 @pytest.fixture
@@ -72,11 +74,7 @@ def test_cli_writes_a_dag_with_one_task_per_definition(local_aws_batch, polysync
     assert main(["discover", "aws-batch", "--conn-id", polysync_aws_conn, "--dag-file", str(dag_file)]) == 0
     assert "polysync-etl:2" in capsys.readouterr().out
 
-    from airflow.dag_processing.dagbag import DagBag
-
-    dagbag = DagBag(dag_folder=str(dag_file))
-    assert not dagbag.import_errors
-    dag = dagbag.dags["imported_batch_jobs"]
+    dag = load_dag(dag_file, "imported_batch_jobs")
     tasks = {task.task_id: task for task in dag.tasks}
     assert set(tasks) == {"polysync_etl", "polysync_job"}
     assert tasks["polysync_etl"].job_definition == "polysync-etl"
@@ -101,3 +99,35 @@ def test_the_installed_command_runs(local_aws_batch, polysync_aws_conn):
     )
     assert "polysync-job:1\tarn:aws:batch:us-east-1:123456789012:job-definition/polysync-job:1" in result.stdout
     assert "2 job definition(s)" in result.stderr
+
+
+def test_cli_without_a_region_says_where_to_set_it(local_aws_batch, monkeypatch, capsys):
+    no_region = aws_connection(local_aws_batch)
+    del no_region["extra"]["region_name"]
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_NO_REGION", json.dumps(no_region))
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)  # no region from a profile of this machine either
+    assert main(["discover", "aws-batch", "--conn-id", "aws_no_region"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: no AWS region for connection 'aws_no_region': pass --region or set region_name in the "
+        "connection's extra (or AWS_DEFAULT_REGION)"
+    )
+
+    assert main(["discover", "aws-batch", "--conn-id", "aws_no_region", "--region", "us-east-1", "--json"]) == 0
+    assert "polysync-job" in {item["name"] for item in json.loads(capsys.readouterr().out)}
+
+
+def test_the_installed_command_reports_a_missing_connection_in_one_line():
+    command = Path(sys.executable).parent / "polysync-airflow"
+    result = subprocess.run(
+        [str(command), "discover", "azure-batch", "--conn-id", "nope"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: connection 'nope' is not defined: add it (airflow connections add nope ...) or set AIRFLOW_CONN_NOPE"
+    ]

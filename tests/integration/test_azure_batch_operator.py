@@ -13,6 +13,7 @@ from polysync_airflow import AzureBatchJobOperator
 from polysync_airflow.hooks.azure_batch import CANCEL_REASON, AzureBatchHook
 from polysync_airflow.testing._http import Response
 from polysync_airflow.testing.connections import azure_connection_env
+from polysync_airflow.testing.dags import load_dag
 from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
 from tests.integration.helpers import run_example_dag, run_single_task, task_context
 
@@ -369,17 +370,14 @@ def test_discovery_follows_every_page(local_azure_batch, polysync_azure_conn, ca
     pages = [r for r in local_azure_batch.requests if r == "GET /jobs"]
     assert len(pages) == 3
 
+    capsys.readouterr()  # what the hook logged above (Airflow 3.1 warns on stdout about the conn type)
     assert main(["discover", "azure-batch", "--conn-id", polysync_azure_conn, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert {"id": "template-11", "display_name": "Template 11", "state": "active"} in printed
 
     dag_file = tmp_path / "azure_templates.py"
     assert main(["discover", "azure-batch", "--conn-id", polysync_azure_conn, "--dag-file", str(dag_file)]) == 0
-    from airflow.dag_processing.dagbag import DagBag
-
-    dagbag = DagBag(dag_folder=str(dag_file))
-    assert not dagbag.import_errors
-    tasks = dagbag.dags["azure_templates"].tasks
+    tasks = load_dag(dag_file, "azure_templates").tasks
     assert len(tasks) == 15 and {t.template_job_id for t in tasks} >= {"polysync-template", "template-05"}
 
 
@@ -392,3 +390,16 @@ def test_the_example_dag_runs_to_success(local_azure_batch, monkeypatch):
     assert (
         local_azure_batch.task_output(*publish["run_id"].split("/"))[0] == f"publishing scores of {score['run_id']}\n"
     )
+
+
+def test_the_connection_id_is_templated(local_azure_batch, polysync_azure_conn):
+    assert "azure_batch_conn_id" in AzureBatchJobOperator.template_fields
+    dag_run, _ti = run_single_task(
+        AzureBatchJobOperator,
+        template_job_id="polysync-template",
+        azure_batch_conn_id="{{ 'azure_batch_' ~ 'local' }}",
+        parameters={"SECONDS_TO_RUN": 0},
+        **FAST,
+    )
+    assert dag_run.state == "success"
+    assert len(created_jobs(local_azure_batch)) == 1

@@ -220,7 +220,7 @@ CASES = [
          invalid("tags['rows']", 7, TAG_VALUE_RULE), native=True),
     case("aws-tags-malformed-json", AWS, "aws", {"tags": '{"team": "data"'},
          invalid("tags", '{"team": "data"', "must be a JSON object; the text is not JSON")),
-    case("aws-tags-int-key", AWS, "aws", {"tags": {1: "one"}}, invalid("tags[1]", "one", TAG_KEY_RULE)),
+    case("aws-tags-int-key", AWS, "aws", {"tags": {1: "one"}}, invalid("tags[1]", "one", TAG_KEY_RULE), at_build=True),
     case("aws-propagate-yes", AWS, "aws", {"propagate_tags": "yes"}, invalid("propagate_tags", "yes", BOOL_RULE)),
     case("aws-propagate-from-params", AWS, "aws", {"propagate_tags": "{{ params.flag }}", "params": {"flag": "maybe"}},
          invalid("propagate_tags", "maybe", BOOL_RULE)),

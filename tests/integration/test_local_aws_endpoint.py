@@ -219,6 +219,23 @@ def test_a_bare_name_resolves_to_the_latest_active_revision(batch):
     assert batch.describe_jobs(jobs=[job_id])["jobs"][0]["jobDefinition"].endswith("polysync-etl:2")
 
 
+@pytest.mark.parametrize(
+    "reference",
+    ["polysync-etl:1", "arn:aws:batch:us-east-1:123456789012:job-definition/polysync-etl:1"],
+    ids=["name-revision", "arn"],
+)
+def test_an_inactive_revision_is_refused_as_aws_refuses_it(batch, local_aws_batch, reference):
+    with pytest.raises(ClientError) as refused:
+        submit(batch, jobDefinition=reference)
+
+    error = refused.value.response["Error"]
+    assert (error["Code"], refused.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("ClientException", 400)
+    assert error["Message"] == f"Job definition {reference} is INACTIVE: submit an ACTIVE revision"
+    assert local_aws_batch.jobs == {}
+    revision_1 = batch.describe_job_definitions(jobDefinitionName="polysync-etl", status="INACTIVE")["jobDefinitions"]
+    assert [d["revision"] for d in revision_1] == [1]  # still there to read, only not to run
+
+
 def test_seed_from_a_file(tmp_path):
     seed = tmp_path / "seed.json"
     seed.write_text('{"job_queues": [{"name": "q"}], "job_definitions": [{"name": "d", "command": ["true"]}]}')

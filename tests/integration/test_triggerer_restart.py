@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from airflow.triggers.base import BaseTrigger
 
 from polysync_airflow.testing import LocalAwsBatch, LocalAzureBatch
 from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
@@ -40,6 +41,9 @@ POLL_INTERVAL = 0.1
 POLLS_BEFORE_RESTART = 3  # by the old triggerer, for every run
 POLLS_AFTER_RESTART = 2  # by the new triggerer, for every run, before the jobs may end
 EXIT_CODES = [0, 0, 3, 0]  # one job each: it runs until the test opens its gate, then exits with this code
+
+# Trigger on_kill (a user's mark failed / success / clear reaching a deferred task's trigger) is Airflow 3.3+.
+TRIGGERS_HAVE_ON_KILL = hasattr(BaseTrigger, "on_kill")
 
 
 class Triggerer:
@@ -61,7 +65,11 @@ class Triggerer:
     def inflate(self, trigger_id: int) -> PolysyncJobTrigger:
         """``TriggerRunner.create_triggers`` for one row (without a task instance: none is needed)."""
         from airflow.models.trigger import Trigger
-        from airflow.serialization.decoders import smart_decode_trigger_kwargs
+
+        try:
+            from airflow.serialization.decoders import smart_decode_trigger_kwargs
+        except ImportError:  # Airflow 3.1 keeps it with the serialized objects
+            from airflow.serialization.serialized_objects import smart_decode_trigger_kwargs
 
         row = self.rows[trigger_id]
         trigger_class = self.runner.get_trigger_by_classpath(row.classpath)
@@ -117,7 +125,9 @@ class Triggerer:
     def events(self) -> dict[int, list[dict[str, Any]]]:
         found: dict[int, list[dict[str, Any]]] = {trigger_id: [] for trigger_id in self.rows}
         for entry in self.runner.events:
-            found[entry.trigger_id].append(entry.event.payload)
+            # Airflow 3.2+ queues event records; 3.1 queues (trigger_id, event) pairs
+            trigger_id, event = (entry.trigger_id, entry.event) if hasattr(entry, "trigger_id") else entry
+            found[trigger_id].append(event.payload)
         return found
 
 
@@ -333,6 +343,10 @@ def test_the_mirrored_triggerer_calls_on_kill_for_a_users_action_only(platform, 
         gate.touch()
     assert terminates_before == 0
     terminated = [entry for entry in platform.endpoint.requests if platform.is_terminate(entry)]
+    if not TRIGGERS_HAVE_ON_KILL:  # Airflow 3.1/3.2: a user's action cannot reach the trigger (documented)
+        assert terminated == []
+        assert platform.final(killed) == ("Success", 0) and platform.final(kept) == ("Success", 0)
+        return
     assert terminated, platform.endpoint.requests
     # (Azure's log names the job; AWS's does not, but a terminated job would not have succeeded)
     assert all(kept.split("/")[0] not in entry for entry in terminated), terminated

@@ -169,3 +169,166 @@ def test_a_broken_logs_template_falls_back_to_the_console_and_warns(monkeypatch,
 )
 def test_log_stream_name(job, stream):
     assert log_stream_name(job) == stream
+
+
+# -- console links follow the partition -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("region", "console"),
+    [
+        ("eu-west-1", "https://eu-west-1.console.aws.amazon.com"),
+        ("cn-north-1", "https://console.amazonaws.cn"),
+        ("cn-northwest-1", "https://console.amazonaws.cn"),
+        ("us-gov-west-1", "https://console.amazonaws-us-gov.com"),
+        ("us-gov-east-1", "https://console.amazonaws-us-gov.com"),
+    ],
+)
+def test_the_job_link_uses_the_console_of_the_regions_partition(monkeypatch, region, console):
+    hook = use_connection(monkeypatch, "aws_partition", region_name=region)
+    assert hook.monitor_url("j:1") == f"{console}/batch/home?region={region}#jobs/detail/j%3A1"
+
+
+@pytest.mark.parametrize(
+    ("region", "console"),
+    [
+        ("eu-west-1", "https://eu-west-1.console.aws.amazon.com"),
+        ("cn-north-1", "https://console.amazonaws.cn"),
+        ("us-gov-west-1", "https://console.amazonaws-us-gov.com"),
+    ],
+)
+def test_the_logs_link_uses_the_console_of_the_streams_partition(monkeypatch, region, console):
+    hook = use_connection(monkeypatch, "aws_partition", region_name=region)
+    assert hook.logs_url(JobLogStream("/aws/batch/job", "d/default/j 1", region)) == (
+        f"{console}/cloudwatch/home?region={region}"
+        "#logsV2:log-groups/log-group/%2Faws%2Fbatch%2Fjob/log-events/d%2Fdefault%2Fj+1"
+    )
+
+
+def test_a_stream_in_another_region_gets_that_regions_partition(monkeypatch):
+    hook = use_connection(monkeypatch, "aws_partition", region_name="cn-north-1")
+    assert hook.logs_url(JobLogStream("g", "s", "cn-northwest-1")).startswith(
+        "https://console.amazonaws.cn/cloudwatch/home?region=cn-northwest-1#"
+    )
+    assert hook.partition_of("moon-1") == "aws-cn"  # unknown to botocore: the client's own partition
+
+
+def test_partition_domains_are_the_amazon_providers(monkeypatch):
+    from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
+
+    for region in ("us-east-1", "cn-north-1", "us-gov-west-1"):
+        hook = use_connection(monkeypatch, "aws_partition", region_name=region)
+        assert hook.console_domain(region) == BaseAwsLink.get_aws_domain(hook.conn_partition)
+
+
+@pytest.mark.parametrize("region", ["cn-north-1", "us-gov-west-1"])
+def test_templates_from_the_connection_win_in_every_partition(monkeypatch, region):
+    hook = use_connection(
+        monkeypatch,
+        "aws_partition",
+        region_name=region,
+        monitor_link_template="https://batch.example/{region}/{job_id}",
+        logs_link_template="https://logs.example/{region}/{log_group}/{log_stream}",
+    )
+    assert hook.monitor_url("j") == f"https://batch.example/{region}/j"
+    assert hook.logs_url(JobLogStream("g", "s", region)) == f"https://logs.example/{region}/g/s"
+
+
+def test_a_broken_template_falls_back_to_the_partitions_console(monkeypatch):
+    hook = use_connection(
+        monkeypatch, "aws_partition", region_name="us-gov-west-1", monitor_link_template="https://x/{account}"
+    )
+    assert hook.monitor_url("j").startswith("https://console.amazonaws-us-gov.com/batch/home?region=us-gov-west-1#")
+
+
+# -- the base hook's attributes (no longer shadowed) ---------------------------------------------------------------
+
+
+def test_the_base_hooks_client_attributes_work(local_aws_batch, polysync_aws_conn):
+    hook = AwsBatchHook(polysync_aws_conn)
+    assert hook.conn_partition == "aws"
+    assert hook.conn_region_name == "us-east-1"
+    assert "batch_job_complete" in hook.list_waiters()
+    assert hook.get_waiter("batch_job_complete").name == "batch_job_complete"
+    assert hook.get_conn() is hook.conn
+    assert local_aws_batch.requests == []  # none of these calls the service
+
+
+def test_verify_and_botocore_config_reach_every_client(local_aws_batch, polysync_aws_conn):
+    hook = AwsBatchHook(polysync_aws_conn, verify=False, config={"read_timeout": 7, "user_agent_extra": "nightly"})
+    assert hook.verify is False
+    for client in (hook.conn, hook._submit_client, hook._make_client(hook.config, "logs")):
+        assert client.meta.config.read_timeout == 7
+        assert "nightly" in client.meta.config.user_agent_extra
+    assert hook._submit_client.meta.config.retries["total_max_attempts"] == 1  # SubmitJob is never retried
+
+
+# -- a connection that is not defined ------------------------------------------------------------------------------
+
+
+def test_a_named_connection_that_is_not_defined_is_an_error(monkeypatch):
+    from polysync_airflow.hooks.aws_batch import AwsConnectionNotDefined
+
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_NIGHTLY", raising=False)
+    with pytest.raises(AwsConnectionNotDefined) as err:
+        AwsBatchHook("aws_nightly").monitor_url("j")
+    assert str(err.value).startswith("connection 'aws_nightly' is not defined: add it")
+    assert "AIRFLOW_CONN_AWS_NIGHTLY" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_aws_default_alone_falls_back_to_the_default_credential_chain_logged_once(monkeypatch, caplog, capsys):
+    from polysync_airflow.hooks import aws_batch
+
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
+    monkeypatch.setattr(aws_batch, "_default_chain_logged", aws_batch.threading.Event())
+    for _ in range(2):
+        config = AwsBatchHook("aws_default", region_name="eu-west-1").conn_config
+        assert (config.conn_type, config.aws_access_key_id, config.region_name) == (None, None, "eu-west-1")
+    logged = caplog.text + capsys.readouterr().out
+    assert logged.count("Connection 'aws_default' is not defined; using boto3's default credential chain") == 1
+    assert "switching to empty" not in logged
+
+
+def test_no_connection_id_uses_the_default_credential_chain_without_a_lookup(monkeypatch):
+    hook = AwsBatchHook(None, region_name="eu-west-1")
+    assert (hook.conn_config.conn_type, hook.conn_config.aws_access_key_id) == (None, None)
+    assert hook.monitor_url("j").startswith("https://eu-west-1.console.aws.amazon.com/")
+
+
+# -- a job queue or definition that does not exist ------------------------------------------------------------------
+
+
+def client_error(message: str, code: str = "ClientException", operation: str = "SubmitJob"):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+@pytest.mark.parametrize(
+    ("message", "resource"),
+    [
+        # AWS
+        ("JobDefinition name nextflow does not exist or is not in ACTIVE status", "job_definition"),
+        ("JobDefinition arn:aws:batch:us-east-2:123456789012:job-definition/etl not found.", "job_definition"),
+        ("JobQueue x-job-queue not found.", "job_queue"),
+        # moto and the local endpoint
+        ("Job definition no-such-definition does not exist", "job_definition"),
+        ("Job queue no-such-queue does not exist", "job_queue"),
+        ("Job definition etl:3 is INACTIVE", "job_definition"),
+        # other refusals can heal or are not about a missing resource
+        ("Share identifier is required for job queue q with a fair share scheduling policy", None),
+        ("Array size must be between 2 and 10000", None),
+        ("Job name should match valid pattern", None),
+    ],
+)
+def test_missing_resource_reads_the_services_message(message, resource):
+    from polysync_airflow.hooks.aws_batch import missing_resource
+
+    assert missing_resource(client_error(message)) == resource
+
+
+def test_missing_resource_needs_a_client_exception():
+    from polysync_airflow.hooks.aws_batch import missing_resource
+
+    assert missing_resource(client_error("Job queue q does not exist", code="AccessDeniedException")) is None
+    assert missing_resource(ValueError("Job queue q does not exist")) is None
