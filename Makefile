@@ -103,8 +103,8 @@ clean:
 
 # The production topology (tests/topology): a private PostgreSQL 15 cluster, Redis, CeleryExecutor with two
 # workers, two triggerers, all on 127.0.0.1. `topology` runs the scenarios with 200 AWS + 100 Azure mapped
-# tasks and writes docs/topology.json; `topology-short` (20 + 10, about 9 minutes) is the CI variant;
-# `topology-bench` measures our operators against the official ones there (about 25 minutes).
+# tasks and writes docs/topology.json; `topology-short` (20 + 10, about 8 minutes) is the CI variant;
+# `topology-bench` measures our operators against the official ones there (about 15 minutes).
 topology: $(BOOT) topology-services
 	POLYSYNC_TOPOLOGY=long $(VENV)/bin/python -m pytest -q -rxX tests/topology
 

@@ -15,7 +15,7 @@ the endpoint saw them, and which component sent them (each triggerer and worker 
 recording proxy); the time from each job's end to its trigger's event and to its task's end (median, max).
 Writes ``docs/topology.json`` (key ``benchmark``), draws ``docs/img/topology.png`` and prints a table.
 
-    .venv/bin/python benchmarks/topology_bench.py                    # about 25 minutes on 2 cores
+    .venv/bin/python benchmarks/topology_bench.py                    # about 15 minutes on 2 cores
     .venv/bin/python benchmarks/topology_bench.py --aws-tasks 20 --azure-tasks 10 --job-seconds 20
     .venv/bin/python benchmarks/topology_bench.py --redraw docs/topology.json
 """
