@@ -834,10 +834,7 @@ class LocalAwsBatch(LocalHttpEndpoint):
 
     def job_output(self, job_id: str) -> tuple[str, str]:
         """(stdout, stderr) of a job's last attempt."""
-        run_dir = self.runner.run_dir(job_id)
-        return tuple(  # type: ignore[return-value]
-            (run_dir / name).read_text() if (run_dir / name).exists() else "" for name in ("stdout.txt", "stderr.txt")
-        )
+        return self.runner.output(job_id)
 
     def stop(self) -> None:
         super().stop()

@@ -250,10 +250,7 @@ class LocalAzureBatch(LocalHttpEndpoint):
         return job
 
     def task_output(self, job_id: str, task_id: str) -> tuple[str, str]:
-        run_dir = self.runner.run_dir(f"{job_id}/{task_id}")
-        return tuple(  # type: ignore[return-value]
-            (run_dir / n).read_text() if (run_dir / n).exists() else "" for n in ("stdout.txt", "stderr.txt")
-        )
+        return self.runner.output(f"{job_id}/{task_id}")
 
     def wait_for_job(self, job_id: str, timeout: float = 30.0) -> Job:
         deadline = time.monotonic() + timeout
