@@ -35,7 +35,7 @@ PAGE_KEY = "polysync-local"
 PAGE_SIZE = 100
 
 
-def page(items: list[Any], max_results: int | None, token: str | None) -> tuple[list[Any], str | None]:
+def _page(items: list[Any], max_results: int | None, token: str | None) -> tuple[list[Any], str | None]:
     """One page of ``items`` and the token of the next (None on the last): AWS's opaque ``nextToken``."""
     start = int(base64.urlsafe_b64decode(token.encode()).decode().split(":")[1]) if token else 0
     end = start + (max_results or PAGE_SIZE)
@@ -43,18 +43,18 @@ def page(items: list[Any], max_results: int | None, token: str | None) -> tuple[
     return items[start:end], next_token
 
 
-def paged(
+def _paged(
     key: str, items: list[Any], body: dict[str, Any], describe: Callable[[Any], dict[str, Any]]
 ) -> dict[str, Any]:
     """A List/Describe answer: the page's items described under ``key``, and ``nextToken`` if there is more."""
-    items, token = page(items, body.get("maxResults"), body.get("nextToken"))
+    items, token = _page(items, body.get("maxResults"), body.get("nextToken"))
     result: dict[str, Any] = {key: [describe(item) for item in items]}
     if token:
         result["nextToken"] = token
     return result
 
 
-def error(status: int, code: str, message: str) -> Response:
+def _error(status: int, code: str, message: str) -> Response:
     return Response.json(status, {"__type": code, "message": message}, **{"x-amzn-ErrorType": code})
 
 
@@ -145,13 +145,13 @@ class LocalAwsBatch(BatchEndpoint[Job]):
             resource = {"resourceArn": unquote(request.path[len(TAGS_PATH) :])}
         self.record(operation)
         if handler is None:
-            return error(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
+            return _error(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
         try:
             return Response.json(200, handler({**request.json(), **resource}))
         except ClientException as exc:
-            return error(400, ClientException.code, str(exc))
+            return _error(400, ClientException.code, str(exc))
         except (KeyError, TypeError, ValueError) as exc:
-            return error(400, ClientException.code, f"Invalid request: {exc}")
+            return _error(400, ClientException.code, f"Invalid request: {exc}")
 
     # -- operations: a request body in, an answer body out --------------------------------------------------
 
@@ -174,7 +174,7 @@ class LocalAwsBatch(BatchEndpoint[Job]):
         return {}
 
     def list_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
-        return paged("jobSummaryList", self.model.list_jobs(body), body, Job.summary)
+        return _paged("jobSummaryList", self.model.list_jobs(body), body, Job.summary)
 
     def tag_resource(self, body: dict[str, Any]) -> dict[str, Any]:
         self.model.tag_resource(body)
@@ -184,7 +184,7 @@ class LocalAwsBatch(BatchEndpoint[Job]):
         return {"tags": self.model.list_tags_for_resource(body)}
 
     def describe_job_definitions(self, body: dict[str, Any]) -> dict[str, Any]:
-        return paged("jobDefinitions", self.model.describe_job_definitions(body), body, JobDefinition.describe)
+        return _paged("jobDefinitions", self.model.describe_job_definitions(body), body, JobDefinition.describe)
 
     def register_job_definition(self, body: dict[str, Any]) -> dict[str, Any]:
         definition = self.model.register_job_definition(body)

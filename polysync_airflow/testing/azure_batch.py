@@ -72,7 +72,7 @@ def shared_key_signature(key_b64: str, text: str) -> str:
     return base64.b64encode(hmac.new(base64.b64decode(key_b64), text.encode(), hashlib.sha256).digest()).decode()
 
 
-def matches(item: dict[str, Any], expression: str | None) -> bool:
+def _matches(item: dict[str, Any], expression: str | None) -> bool:
     """The OData $filter subset used here: ``field eq 'v'`` and ``startswith(field,'v')`` joined by ``and``."""
     if not expression:
         return True
@@ -88,7 +88,7 @@ def matches(item: dict[str, Any], expression: str | None) -> bool:
     return True
 
 
-def select(item: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+def _select(item: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
     """OData ``$select``: only the properties named."""
     if not query.get("$select"):
         return item
@@ -96,7 +96,7 @@ def select(item: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k in wanted}
 
 
-def ok(payload: dict[str, Any]) -> Response:
+def _ok(payload: dict[str, Any]) -> Response:
     return Response.json(200, payload, CONTENT_TYPE)
 
 
@@ -205,7 +205,7 @@ class LocalAzureBatch(BatchEndpoint[Job]):
     def _route(self, request: Request, parts: list[str], query: dict[str, str]) -> Response:
         method, n, model = request.method, len(parts), self.model
         if parts[0] == "pools" and n == 2 and method == "GET":
-            return ok(describe_pool(model.pool(parts[1])))
+            return _ok(describe_pool(model.pool(parts[1])))
         if parts[0] != "jobs":
             raise BatchError(404, "ResourceNotFound", "The specified resource does not exist.")
         if n == 1 and method == "GET":
@@ -218,7 +218,7 @@ class LocalAzureBatch(BatchEndpoint[Job]):
         job = model.job(parts[1])
         if n == 2:
             if method == "GET":
-                return ok(select(job.describe(), query))
+                return _ok(_select(job.describe(), query))
             if method in ("PATCH", "PUT"):
                 model.update_job(job, request.json(), replace=method == "PUT")
                 return Response(200)
@@ -239,7 +239,7 @@ class LocalAzureBatch(BatchEndpoint[Job]):
         if n >= 4 and parts[2] == "tasks":
             task = model.task(job, parts[3])
             if n == 4 and method == "GET":
-                return ok(select(task.describe(job.id), query))
+                return _ok(_select(task.describe(job.id), query))
             if n == 5 and parts[4] == "terminate" and method == "POST":
                 model.terminate_task(job, task)
                 return Response(204)
@@ -249,17 +249,17 @@ class LocalAzureBatch(BatchEndpoint[Job]):
 
     def _list(self, request: Request, items: list[dict[str, Any]], query: dict[str, str]) -> Response:
         """One OData page of ``items`` (filtered, selected) with ``odata.nextLink`` if there is more."""
-        items = [item for item in items if matches(item, query.get("$filter"))]
+        items = [item for item in items if _matches(item, query.get("$filter"))]
         start = int(query.get("$skiptoken") or 0)
         size = min(int(query.get("maxresults") or self.page_size), self.page_size)
-        page = [select(item, query) for item in items[start : start + size]]
+        page = [_select(item, query) for item in items[start : start + size]]
         payload: dict[str, Any] = {"odata.metadata": f"https://{self.account}.local/$metadata", "value": page}
         if start + size < len(items):
             carried = {k: v for k, v in query.items() if k not in ("api-version", "$skiptoken")}
             carried["$skiptoken"] = str(start + size)
             host = request.headers.get("Host", "127.0.0.1")
             payload["odata.nextLink"] = f"http://{host}{request.path}?{urlencode(carried)}"
-        return ok(payload)
+        return _ok(payload)
 
     def _task_file(self, job: Job, task: Task, path: str, request: Request) -> Response:
         file = self.model.task_file(job, task, path)
