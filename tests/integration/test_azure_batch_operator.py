@@ -11,6 +11,7 @@ import pytest
 
 from polysync_airflow import AzureBatchJobOperator
 from polysync_airflow.hooks.azure_batch import CANCEL_REASON, AzureBatchHook
+from polysync_airflow.statuses.azure_batch import decode_task
 from polysync_airflow.testing._http import Response
 from polysync_airflow.testing.connections import azure_connection_env
 from polysync_airflow.testing.dags import load_dag
@@ -315,7 +316,7 @@ def test_trigger_on_kill_terminates_the_task_then_the_job(local_azure_batch, pol
     cancels = [r for r in local_azure_batch.requests if r.endswith("/terminate")]
     assert cancels == [f"POST /jobs/{job_id}/tasks/polysync/terminate", f"POST /jobs/{job_id}/terminate"]
     assert job.tasks["polysync"].state == "completed"
-    state = AzureBatchHook(polysync_azure_conn).get_run_state(run_id)
+    state = decode_task(run_id, *AzureBatchHook(polysync_azure_conn).read_run(run_id))
     assert state.status.value == "Cancelled"
     # terminating the task ended the job (its only task): the job terminate then got JobCompleted, a success
     assert job.terminate_reason in ("AllTasksComplete", CANCEL_REASON)

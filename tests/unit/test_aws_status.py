@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from polysync_airflow.hooks.aws_batch import CANCEL_REASON, decode_job
-from polysync_airflow.status import RunStatus
+from polysync_airflow.status import CANCEL_REASON, RunStatus
+from polysync_airflow.statuses.aws_batch import decode_job
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from polysync_airflow.operators.azure_batch import BATCH_ID_RE, build_job_plan, environment_settings, job_id_for
 from polysync_airflow.ownership import TaskInstanceKey
+from polysync_airflow.requests.azure_batch import (
+    BATCH_ID_RE,
+    AzureRunRequest,
+    build_job_plan,
+    environment_settings,
+    job_id_for,
+)
 from polysync_airflow.validation import PolysyncValidationError
 
 TEMPLATE = {
@@ -22,13 +28,8 @@ TEMPLATE = {
 
 def plan(template=TEMPLATE, **overrides):
     kwargs = {"command_line": None, "container_image": None, "container_run_options": None, **overrides}
-    return build_job_plan(
-        job_id="polysync-1",
-        display_name="dag.task",
-        template=template,
-        environment=[{"name": "A", "value": "1"}],
-        **kwargs,
-    )
+    request = AzureRunRequest(template_job_id="tmpl", environment=[{"name": "A", "value": "1"}], **kwargs)
+    return build_job_plan(request, job_id="polysync-1", display_name="dag.task", template=template)
 
 
 def test_clones_pool_constraints_and_task_defaults():

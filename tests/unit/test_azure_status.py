@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from azure.batch import models
 
-from polysync_airflow.hooks.azure_batch import CANCEL_REASON, decode_task
-from polysync_airflow.status import RunStatus
+from polysync_airflow.status import CANCEL_REASON, RunStatus
+from polysync_airflow.statuses.azure_batch import decode_task
 
 RUN = "job-1/polysync"
 
