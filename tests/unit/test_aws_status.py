@@ -86,14 +86,3 @@ def test_exit_code_from_the_last_attempt_when_the_container_has_none():
 
 def test_no_reason_and_no_exit_code_gives_an_empty_message():
     assert decode_job("j", {"status": "RUNNING"}).message == ""
-
-
-def test_run_status_values_are_the_contract():
-    assert [s.value for s in RunStatus] == [
-        "Starting",
-        "Running",
-        "Success",
-        "Failed",
-        "Cancelled",
-        "Unknown",
-    ]
