@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from polysync_airflow.status import CANCEL_REASON, RunStatus
-from polysync_airflow.statuses.aws_batch import decode_job
+from polysync_airflow.statuses.aws_batch import STATUS_TABLE, decode_job
 
 
 @pytest.mark.parametrize(
@@ -86,3 +86,14 @@ def test_exit_code_from_the_last_attempt_when_the_container_has_none():
 
 def test_no_reason_and_no_exit_code_gives_an_empty_message():
     assert decode_job("j", {"status": "RUNNING"}).message == ""
+
+
+def test_the_table_reads_like_the_seeds():
+    rows = [(row.states, row.condition.__name__, row.status.value) for row in STATUS_TABLE]
+    assert rows == [
+        ("SUBMITTED / PENDING / RUNNABLE / STARTING / RUNNING", "always", "Running"),
+        ("SUCCEEDED", "always", "Success"),
+        ("FAILED", "has_a_cancellation_reason", "Cancelled"),
+        ("FAILED", "always", "Failed"),
+        ("(any other)", "always", "Unknown"),
+    ]
