@@ -1,31 +1,34 @@
-"""One status poller per platform connection in a triggerer: many runs, a few calls per interval.
+"""The shared poller: one per platform connection in a triggerer, many runs, a few calls per interval.
 
-Every trigger of one connection (and region or account) in one event loop shares a
-:class:`StatusPoller`. A trigger joins with its run id and poll interval and awaits the run's next
-status; the poller asks the service for every run that is due in as few calls as the API allows
-(AWS: DescribeJobs with up to 100 ids; Azure: one filtered job listing, then a task read only where
-needed), and hands each waiting trigger its own answer, or the error of the call that covered it.
+This module says how a trigger is paced. Every trigger of one connection (and region or account) in one
+event loop shares a :class:`SharedPoller`. A trigger joins with its run id and poll interval and awaits
+the run's next answer; the poller asks the service for every run that is due in as few calls as the API
+allows (the platform's reader, in ``triggers/<platform>.py``), and hands each waiting trigger its own
+answer, or the error of the call that covered it.
 
-Runs that are due within a short slack of each other are read together, so runs that started at
-different moments fall into step after one interval. A run that joins late is read at the next cycle
-(at once, if none is under way); a run that leaves (its trigger ended or was cancelled) is simply no
-longer read. The poller opens one client when its first run joins and closes it when the last leaves.
+A run is due one poll interval after its last read; after a failed read, the run's next read waits the
+backoff of ``run_watch.backoff_seconds``, starting at the poll interval (one failed call covers many runs,
+and a throttled service must not be asked sooner). Runs that are due within a short slack of each other
+are read together, so runs that started at different moments fall into step after one interval. A run
+that joins late is read at the next cycle (at once, if none is under way); a run that leaves (its trigger
+ended or was cancelled) is simply no longer read. The poller opens one client (a connected hook) when its
+first run joins and closes it when the last leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from polysync_airflow.run_watch import backoff_seconds
+
 T = TypeVar("T")
 GATHER_SECONDS = 0.05  # runs that start together (a triggerer starting many triggers) share the first call
 MAX_SLACK_SECONDS = 1.0  # a run due this much later is read now, so runs fall into step
-MAX_BACKOFF_SECONDS = 60.0
 HANDOUT_SLICE = 50  # answers handed out per event-loop turn: a thousand triggers resuming at once stall the loop
 SIDE_CALLS_IN_FLIGHT = 8  # per-run calls besides the reads (the watched mark): a burst of them would stall it too
 
@@ -38,25 +41,22 @@ class _Run(Generic[T]):
     next_due: float
     members: int = 1  # triggers watching this run (normally one)
     failures: int = 0  # failed reads in a row: the next read backs off exponentially, with jitter
-    waiters: list[asyncio.Future[T]] = field(default_factory=list)
+    waiters: list[asyncio.Future[T | None]] = field(default_factory=list)
     unread: tuple[Any, BaseException | None] | None = None  # read while its trigger was busy: kept for it
 
     def schedule(self, now: float) -> None:
-        delay = self.interval
-        if self.failures:
-            delay = min(self.interval * 2 ** (self.failures - 1), max(self.interval, MAX_BACKOFF_SECONDS))
-            delay *= random.uniform(0.5, 1.0)
-        self.next_due = now + delay
+        """Due again one interval after this read, or after the backoff from the interval when it failed."""
+        self.next_due = now + (backoff_seconds(self.failures, first=self.interval) if self.failures else self.interval)
 
     @property
     def slack(self) -> float:
         return min(self.interval / 4, MAX_SLACK_SECONDS)
 
 
-class StatusPoller(Generic[T]):
-    """Reads the status of every joined run; see the module docstring."""
+class SharedPoller(Generic[T]):
+    """Reads every joined run; see the module docstring."""
 
-    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[Any, ...]], StatusPoller[Any]]] = {}
+    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[Any, ...]], SharedPoller[Any]]] = {}
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class StatusPoller(Generic[T]):
         key: tuple[Any, ...],
         open_client: Callable[[], AbstractAsyncContextManager[Any]],
         make_reader: Callable[[], ReadMany[T]],
-    ) -> StatusPoller[T]:
+    ) -> SharedPoller[T]:
         """The poller of ``key`` in the running event loop, created on first use."""
         loop = asyncio.get_running_loop()
         poller = cls._shared.get((loop, key))
@@ -89,8 +89,11 @@ class StatusPoller(Generic[T]):
         return poller
 
     @asynccontextmanager
-    async def watching(self, run_id: str, interval: float):
-        """Join with ``run_id``; yields ``(client, next_answer)``; leaving stops reading the run."""
+    async def watching(
+        self, run_id: str, interval: float
+    ) -> AsyncIterator[tuple[Any, Callable[[], Awaitable[T | None]]]]:
+        """Join with ``run_id``; yields ``(client, next_answer)``; leaving stops reading the run. An answer is
+        None for a run the read did not find."""
         run = self._runs.get(run_id)
         if run is None:
             self._runs[run_id] = _Run(interval, time.monotonic())
@@ -119,7 +122,7 @@ class StatusPoller(Generic[T]):
             self._client_ready.set_result(client)
         return await asyncio.shield(self._client_ready)
 
-    async def _next_answer(self, run_id: str) -> T:
+    async def _next_answer(self, run_id: str) -> T | None:
         """The run's answer from the next read that covers it (a read made while the trigger was busy counts)."""
         run = self._runs[run_id]
         if run.unread is not None:
@@ -127,7 +130,7 @@ class StatusPoller(Generic[T]):
             if error is not None:
                 raise error
             return answer
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
         run.waiters.append(waiter)
         try:
             return await waiter
@@ -145,8 +148,8 @@ class StatusPoller(Generic[T]):
             return
         # The last run left: stop polling, close the client, and let the next joiner start afresh.
         loop = asyncio.get_running_loop()
-        if StatusPoller._shared.get((loop, self.key)) is self:
-            del StatusPoller._shared[(loop, self.key)]
+        if SharedPoller._shared.get((loop, self.key)) is self:
+            del SharedPoller._shared[(loop, self.key)]
         if self._loop_task is not None:
             self._loop_task.cancel()
         await self._exit_stack.aclose()
