@@ -15,7 +15,8 @@ BOOT := $(VENV)/.installed
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 find_python = $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1)))
 
-.PHONY: demo test suite typecheck e2e compat compat-3.1 compat-3.2 wheel bench browser lint lock clean
+.PHONY: demo test suite typecheck e2e compat compat-3.1 compat-3.2 wheel bench browser lint lock clean \
+	topology topology-short topology-bench topology-services
 export SE_OFFLINE := true
 
 $(BOOT): pyproject.toml requirements.lock
@@ -103,3 +104,23 @@ lock: $(BOOT)
 
 clean:
 	rm -rf $(VENV) .venv-airflow-3.1 .venv-airflow-3.2 .venv-wheel dist .demo
+
+# The production topology (tests/topology): a private PostgreSQL 15 cluster, Redis, CeleryExecutor with two
+# workers, two triggerers, all on 127.0.0.1. `topology` runs the scenarios with 200 AWS + 100 Azure mapped
+# tasks and writes docs/topology.json; `topology-short` (20 + 10, about 9 minutes) is the CI variant;
+# `topology-bench` measures our operators against the official ones there (about 25 minutes).
+topology: $(BOOT) topology-services
+	POLYSYNC_TOPOLOGY=long $(VENV)/bin/python -m pytest -q -rxX tests/topology
+
+topology-short: $(BOOT) topology-services
+	POLYSYNC_TOPOLOGY=short $(VENV)/bin/python -m pytest -q -rxX tests/topology
+
+topology-bench: $(BOOT) topology-services
+	$(VENV)/bin/python benchmarks/topology_bench.py
+
+# Debian's PostgreSQL 15 (only its programs are used: the harness runs a cluster of its own) and redis-server.
+topology-services:
+	@if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || ! command -v redis-server >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql-15 redis-server; \
+	fi

@@ -6,13 +6,15 @@ the run's next answer; the poller asks the service for every run that is due in 
 allows (the platform's reader, in ``triggers/<platform>.py``), and hands each waiting trigger its own
 answer, or the error of the call that covered it.
 
-A run is due one poll interval after its last read; after a failed read, the run's next read waits the
-backoff of ``run_watch.backoff_seconds``, starting at the poll interval (one failed call covers many runs,
-and a throttled service must not be asked sooner). Runs that are due within a short slack of each other
-are read together, so runs that started at different moments fall into step after one interval. A run
-that joins late is read at the next cycle (at once, if none is under way); a run that leaves (its trigger
-ended or was cancelled) is simply no longer read. The poller opens one client (a connected hook) when its
-first run joins and closes it when the last leaves.
+A run is due with the beat of its poll interval: a run that joins is read at once (its first status
+comes without waiting), and from then on with every run of its interval, so N runs cost ceil(N / 100)
+calls per interval however spread out their joins were (tasks defer one after another, over many seconds,
+on a busy deployment). After a failed read, the run's next read waits the backoff of
+``run_watch.backoff_seconds``, starting at the poll interval (one failed call covers many runs, and a
+throttled service must not be asked sooner); it rejoins the beat after its next good read. Runs due within
+a short slack of each other are read together. A run that leaves (its trigger ended or was cancelled) is
+simply no longer read. The poller opens one client (a connected hook) when its first run joins and closes
+it when the last leaves.
 """
 
 from __future__ import annotations
@@ -44,9 +46,16 @@ class _Run(Generic[T]):
     waiters: list[asyncio.Future[T | None]] = field(default_factory=list)
     unread: tuple[Any, BaseException | None] | None = None  # read while its trigger was busy: kept for it
 
-    def schedule(self, now: float) -> None:
-        """Due again one interval after this read, or after the backoff from the interval when it failed."""
-        self.next_due = now + (backoff_seconds(self.failures, first=self.interval) if self.failures else self.interval)
+    def schedule(self, now: float, beats: dict[float, float]) -> None:
+        """After a read at ``now``: the next read is at the beat of this run's interval (the next read of
+        every run of that interval), starting a new beat when none is ahead; after a failure, a backoff."""
+        if self.failures:
+            self.next_due = now + backoff_seconds(self.failures, first=self.interval)
+            return
+        beat = beats.get(self.interval)
+        if beat is None or beat <= now + self.slack:  # no beat ahead, or this read is the beat's own
+            beat = beats[self.interval] = now + self.interval
+        self.next_due = beat  # a run read off the beat (it just joined) is read again with the others
 
     @property
     def slack(self) -> float:
@@ -68,6 +77,7 @@ class SharedPoller(Generic[T]):
         self._open_client = open_client
         self._read_many = read_many  # may keep state (Azure remembers what it saw): one per poller
         self._runs: dict[str, _Run[T]] = {}
+        self._beats: dict[float, float] = {}  # poll interval -> when every run of that interval is read next
         self._wake = asyncio.Event()
         self._client_ready: asyncio.Future[Any] | None = None
         self._exit_stack = AsyncExitStack()
@@ -185,7 +195,7 @@ class SharedPoller(Generic[T]):
         if run is None:  # left while the call was under way
             return
         run.failures = run.failures + 1 if error is not None else 0
-        run.schedule(now)
+        run.schedule(now, self._beats)
         waiters = [waiter for waiter in run.waiters if not waiter.done()]
         run.waiters.clear()
         if not waiters:

@@ -1,5 +1,8 @@
 """A real Airflow 3 on this machine for end-to-end tests: api-server, scheduler, dag-processor and
-triggerer as separate processes (LocalExecutor, SQLite), bound to 127.0.0.1 on free ports.
+triggerer as separate processes (LocalExecutor, SQLite by default), bound to 127.0.0.1 on free ports.
+
+The components, the executor and the metadata database are parameters: the production topology
+(tests/topology) runs two triggerers and two Celery workers on PostgreSQL with the same class.
 
 Each component runs in its own session and is stopped by its own process group at the end, whatever
 happened; each writes its log to ``<home>/components/<name>.log`` for the failure report.
@@ -18,11 +21,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+HEALTH_CHECKS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
 
 def free_port() -> int:
@@ -31,25 +36,74 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def session_pids(session_id: int) -> list[int]:
+    """Every live process of a session (a component and all it started, however deep)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # the fields after the command's closing parenthesis: state ppid pgrp session ...
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:  # it ended meanwhile
+                continue
+            if int(fields[3]) == session_id:
+                pids.append(int(entry.name))
+    return pids
+
+
+def kill_session(session_id: int) -> None:
+    """SIGKILL a session's process group and any of its processes that left the group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(session_id, signal.SIGKILL)
+    for pid in session_pids(session_id):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 class AirflowCluster:
-    def __init__(self, home: Path, dags_folder: Path, extra_env: dict[str, str]) -> None:
+    """``components`` maps a name (its log file) to the ``airflow`` arguments that start it;
+    ``component_env`` adds environment variables for one component (a port or a hostname of its own).
+    Without ``sql_alchemy_conn`` the metadata database is SQLite in ``home``."""
+
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        extra_env: dict[str, str],
+        *,
+        components: Mapping[str, Sequence[str]] | None = None,
+        component_env: Mapping[str, Mapping[str, str]] | None = None,
+        executor: str = "LocalExecutor",
+        sql_alchemy_conn: str | None = None,
+        parallelism: int = 4,
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen] = {}
+        self.components = {name: [name] for name in COMPONENTS} if components is None else dict(components)
+        self.component_env = dict(component_env or {})
+        self.sql_alchemy_conn = sql_alchemy_conn
+        database = (
+            {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn}
+            if sql_alchemy_conn
+            else {
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+                # SQLite allows one writer at a time: wait for the lock up to 60 s instead of sqlite3's 5 s
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "polysync_e2e_settings.CONNECT_ARGS",
+            }
+        )
         self.env = {
             **os.environ,
             "AIRFLOW_HOME": str(home),
-            # Its own config and database, never the ones the pytest process points at (the throw-away home
-            # of tests/conftest.py): a real scheduler and triggerer there would clean up the tests' rows.
+            # Its own config and database (below), never the ones the pytest process points at (the throw-away
+            # home of tests/conftest.py): a real scheduler and triggerer there would clean up the tests' rows.
             "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            # SQLite allows one writer at a time: wait for the lock up to 60 s instead of sqlite3's 5 s
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "polysync_e2e_settings.CONNECT_ARGS",
+            "AIRFLOW__CORE__EXECUTOR": executor,
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+            **database,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(home), os.environ.get("PYTHONPATH")])),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
@@ -76,16 +130,16 @@ class AirflowCluster:
     def start(self, timeout: float = 180) -> None:
         (self.home / "components").mkdir(parents=True, exist_ok=True)
         (self.home / "polysync_e2e_settings.py").write_text('CONNECT_ARGS = {"timeout": 60}\n')
-        subprocess.run([self.airflow, "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=300)
-        for component in COMPONENTS:
+        migrate = subprocess.run([self.airflow, "db", "migrate"], env=self.env, capture_output=True, timeout=300)
+        if migrate.returncode != 0:
+            tail = migrate.stderr.decode(errors="replace")[-3000:] or migrate.stdout.decode(errors="replace")[-3000:]
+            raise RuntimeError(f"airflow db migrate exited with {migrate.returncode}:\n{tail}")
+        for component in self.components:
             self.start_component(component)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             health = self.health()
-            if health and all(
-                (health.get(name) or {}).get("status") == "healthy"
-                for name in ("metadatabase", "scheduler", "triggerer", "dag_processor")
-            ):
+            if health and all((health.get(name) or {}).get("status") == "healthy" for name in HEALTH_CHECKS):
                 return
             for name, process in self.processes.items():
                 if process.poll() is not None:
@@ -96,45 +150,70 @@ class AirflowCluster:
     def start_component(self, component: str) -> None:
         log = open(self.log_path(component), "ab")  # noqa: SIM115 - kept open for the process's life
         self.processes[component] = subprocess.Popen(
-            [self.airflow, component], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [self.airflow, *self.components[component]],
+            env={**self.env, **self.component_env.get(component, {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def stop_component(self, component: str, timeout: float = 45) -> None:
         process = self.processes.pop(component, None)
-        if process is None or process.poll() is not None:
+        if process is None:
             return
         try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=timeout)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pass
         finally:
-            with contextlib.suppress(ProcessLookupError):  # the component's children (LocalExecutor workers) too
-                os.killpg(process.pid, signal.SIGKILL)
+            kill_session(process.pid)  # the component's children (executor workers, task processes) too
             process.wait()
+
+    def kill_component(self, component: str) -> None:
+        """SIGKILL the component and everything it started, as a machine that dies; it is not restarted."""
+        process = self.processes.pop(component)
+        kill_session(process.pid)
+        process.wait()
+
+    def signal_component(self, component: str, signum: int) -> None:
+        """Send ``signum`` to every process of the component (SIGSTOP/SIGCONT: a machine that stalls)."""
+        for pid in self.pids(component):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def pids(self, component: str) -> list[int]:
+        """The live processes of a running component (itself and all it started)."""
+        process = self.processes.get(component)
+        return session_pids(process.pid) if process is not None and process.poll() is None else []
+
+    def exited(self) -> list[str]:
+        """The components that have exited by themselves."""
+        return [name for name, process in self.processes.items() if process.poll() is not None]
 
     def stop(self) -> None:
         for component in list(self.processes):
             self.stop_component(component)
 
-    def restart_triggerer(self, timeout: float = 120) -> float:
+    def restart_triggerer(self, timeout: float = 120, component: str = "triggerer") -> float:
         """Stop the triggerer (SIGTERM, as a deployment does) and start a new one; returns how long it took.
 
         Returns once the new triggerer's job heartbeats: a stopped triggerer's job ends, so the new one
         takes over its triggers at once.
         """
         started = time.monotonic()
-        self.stop_component("triggerer")
+        self.stop_component(component)
         stopped_at = datetime.now(UTC)
-        self.start_component("triggerer")
+        self.start_component(component)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             beat = ((self.health() or {}).get("triggerer") or {}).get("latest_triggerer_heartbeat")
             if beat and datetime.fromisoformat(beat.replace("Z", "+00:00")) > stopped_at:
                 return time.monotonic() - started
-            process = self.processes["triggerer"]
+            process = self.processes[component]
             if process.poll() is not None:
-                log = self.log_path("triggerer")
+                log = self.log_path(component)
                 raise RuntimeError(f"airflow triggerer exited with {process.returncode}; see {log}")
             time.sleep(0.5)
         raise TimeoutError(f"the new triggerer did not heartbeat within {timeout} s: {self.health()}")
@@ -176,12 +255,14 @@ class AirflowCluster:
                 time.sleep(1)
         raise TimeoutError(f"DAG {dag_id} was not parsed within {timeout} s")
 
-    def trigger(self, dag_id: str) -> str:
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         self.wait_for_dag(dag_id)
         self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         # a logical date, as a scheduled run has: the example DAGs template {{ ds }}
-        logical_date = datetime.now(UTC).isoformat()
-        return self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date})["dag_run_id"]
+        body: dict[str, Any] = {"logical_date": datetime.now(UTC).isoformat()}
+        if conf is not None:
+            body["conf"] = conf
+        return self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")

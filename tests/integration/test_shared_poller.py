@@ -124,3 +124,26 @@ def test_azure_runs_ending_in_the_same_interval_cost_a_listing_not_a_read_each(l
     task_reads = sum(r.endswith("/tasks/polysync") and r.startswith("GET") for r in local_azure_batch.requests)
     # each run's task is read while it starts and once when its job completes, not at every poll
     assert listings >= 4 and task_reads <= 6 * 4 < 6 * listings, (listings, task_reads)
+
+
+def test_runs_that_join_apart_are_read_together_from_their_second_read(local_aws_batch, polysync_aws_conn):
+    """Tasks defer one after another on a busy deployment: their runs join the poller seconds apart, yet
+    cost one DescribeJobs call per interval once each has had its first read."""
+    jobs = submit_aws(polysync_aws_conn, 12, seconds=8.0)
+    interval = 1.0
+
+    async def scenario():
+        triggers = []
+        for group in range(4):  # four groups 0.4 s apart: further apart than the slack (0.25 s)
+            for job in jobs[3 * group : 3 * group + 3]:
+                triggers.append(asyncio.ensure_future(first_event(aws_trigger(polysync_aws_conn, job, interval))))
+            await asyncio.sleep(0.4)
+        await asyncio.sleep(interval)  # every run has been read twice: the second time on the beat
+        before = local_aws_batch.requests.count("describejobs")
+        await asyncio.sleep(3 * interval)
+        steady = local_aws_batch.requests.count("describejobs") - before
+        return steady, await asyncio.wait_for(asyncio.gather(*triggers), 60)
+
+    steady, events = asyncio.run(scenario())
+    assert {e["status"] for e in events} == {"Success"}
+    assert steady <= 3 + 1, steady  # one call per interval (three intervals can hold four beats)
