@@ -62,7 +62,8 @@ COMPAT_TESTS := tests/unit tests/integration --ignore=tests/integration/test_fau
 compat:
 	$(MAKE) -j2 --output-sync=target compat-3.1 compat-3.2
 
-compat-%: .venv-airflow-%/.installed
+# A static pattern rule: make looks no pattern rule up for a .PHONY target.
+compat-3.1 compat-3.2: compat-%: .venv-airflow-%/.installed
 	$(UV) pip install --quiet --python .venv-airflow-$*/bin/python --no-deps --reinstall-package polysync-airflow .
 	.venv-airflow-$*/bin/pytest -q --import-mode=append $(COMPAT_TESTS)
 
