@@ -47,7 +47,10 @@ class PolysyncRunLink(BaseOperatorLink):
     @classmethod
     def stored_url(cls, context: Context) -> str:
         key = cls().xcom_key
-        url = context["ti"].xcom_pull(key=key) or ""
+        ti = context["ti"]
+        # This task instance's own value: without map_indexes, Airflow 3.3 pulls the key of every map index
+        # of a mapped task (a list, which finalize would store back as this link: it grows with every run).
+        url = ti.xcom_pull(key=key, task_ids=ti.task_id, map_indexes=ti.map_index) or ""
         _remember(context, key, url)
         return url
 

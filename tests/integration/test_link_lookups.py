@@ -60,6 +60,12 @@ def test_a_successful_mapped_aws_task_logs_no_error(local_aws_batch, polysync_aw
     assert dag_run.state == "success"
     assert error_lines(log) == []
     assert len(local_aws_batch.jobs) == 2
+    # each map index keeps its own job's link, and returns it (not the links of every map index)
+    for ti in dag_run.get_task_instances():
+        link = ti.xcom_pull(task_ids="job", key="_link_AwsBatchJobLink", map_indexes=ti.map_index)
+        result = ti.xcom_pull(task_ids="job", map_indexes=ti.map_index)
+        assert isinstance(link, str) and link.endswith(f"#jobs/detail/{result['run_id']}"), link
+        assert result["monitor_url"] == link
 
 
 def test_an_aws_task_with_its_logs_stores_both_links_and_logs_no_error(local_aws_batch, polysync_aws_conn, capfd):
