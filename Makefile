@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make demo   runs the example DAGs against the local endpoints and prints each task's result
-#   make test   what CI runs: lint, types, the whole suite (real-Airflow e2e included) on the main lock,
+#   make test   what CI runs: lint, types (mypy), the whole suite (real-Airflow e2e included) on the main lock,
 #               the unit and dag.test suites on Airflow 3.1 and 3.2, and a clean install of the wheel
 #   make e2e    runs only the end-to-end suite
 #   make compat runs the unit and dag.test suites on Airflow 3.1 (Python 3.13) and 3.2 (Python 3.12)
@@ -15,7 +15,7 @@ BOOT := $(VENV)/.installed
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $$HOME/.pyenv)
 find_python = $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1)))
 
-.PHONY: demo test suite e2e compat compat-3.1 compat-3.2 wheel bench browser lint lock clean \
+.PHONY: demo test suite typecheck e2e compat compat-3.1 compat-3.2 wheel bench browser lint lock clean \
 	topology topology-short topology-bench topology-services
 export SE_OFFLINE := true
 
@@ -33,10 +33,14 @@ lint: $(BOOT)
 	$(VENV)/bin/ruff check polysync_airflow tests example_dags scripts benchmarks
 	$(VENV)/bin/ruff format --check polysync_airflow tests example_dags scripts benchmarks
 
-test: lint browser suite compat wheel
+test: lint typecheck browser suite compat wheel
 
+# The whole suite on the main lock, with the package's line coverage printed at the end.
 suite: $(BOOT) browser
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --cov=polysync_airflow --cov-report=term:skip-covered
+
+typecheck: $(BOOT)
+	$(VENV)/bin/mypy
 
 e2e: $(BOOT) browser
 	$(VENV)/bin/python -m pytest -q -m e2e tests/e2e
@@ -58,7 +62,8 @@ COMPAT_TESTS := tests/unit tests/integration --ignore=tests/integration/test_fau
 compat:
 	$(MAKE) -j2 --output-sync=target compat-3.1 compat-3.2
 
-compat-%: .venv-airflow-%/.installed
+# A static pattern rule: make looks no pattern rule up for a .PHONY target.
+compat-3.1 compat-3.2: compat-%: .venv-airflow-%/.installed
 	$(UV) pip install --quiet --python .venv-airflow-$*/bin/python --no-deps --reinstall-package polysync-airflow .
 	.venv-airflow-$*/bin/pytest -q --import-mode=append $(COMPAT_TESTS)
 

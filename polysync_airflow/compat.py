@@ -24,5 +24,7 @@ def dag_bag(dag_folder: str) -> Any:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 3.1
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-    options = {"include_examples": False} if "include_examples" in inspect.signature(DagBag).parameters else {}
+    options: dict[str, Any] = {}
+    if "include_examples" in inspect.signature(DagBag).parameters:
+        options["include_examples"] = False
     return DagBag(dag_folder=dag_folder, **options)

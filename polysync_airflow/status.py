@@ -1,10 +1,11 @@
-"""The platform-neutral run status model shared by every Batch platform."""
+"""The platform-neutral run status model, and the shape every platform's status table has."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 
 class RunStatus(StrEnum):
@@ -38,6 +39,8 @@ class RunState:
     progress: str = ""
     """How far a run made of many parts has come (an AWS array job's children), e.g.
     "37/100 succeeded, 2 failed, 10 running"; "" when the platform tells nothing of the kind."""
+    progress_of: str = ""
+    """What ``progress`` counts (``children``), for the log timeline."""
 
     def to_event(self) -> dict[str, Any]:
         """The trigger event payload (contract: status, run_id, message, exit_code; also native_status, progress)."""
@@ -49,3 +52,47 @@ class RunState:
             "native_status": self.native_status,
             "progress": self.progress,
         }
+
+
+CANCEL_REASON = "Cancelled by Polysync"
+"""The reason Polysync gives when it stops a run (AWS TerminateJob, Azure job terminate); a status table that
+finds it in the platform's answer reads the run as cancelled."""
+
+Facts = TypeVar("Facts")
+"""What a platform's table reads from one answer (a small dataclass per platform)."""
+
+ANY_OTHER_STATE = "(any other)"
+"""The ``states`` of a table's last row: every state no row above names, and none at all."""
+
+
+def always(_facts: object) -> bool:
+    """The condition of a row that needs none."""
+    return True
+
+
+@dataclass(frozen=True)
+class StatusRow(Generic[Facts]):
+    """One row of a platform's status table, as the seeds write theirs: the platform's state (``states``, the
+    seed's ``"active / preparing"``), a further ``condition`` on its answer, the run status they mean, and the rule
+    that gives the ``message``."""
+
+    states: str
+    condition: Callable[[Facts], bool]
+    status: RunStatus
+    message: Callable[[Facts], str]
+    _names: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = frozenset(name.strip() for name in self.states.split("/"))
+        object.__setattr__(self, "_names", frozenset() if self.states == ANY_OTHER_STATE else names)
+
+    def matches(self, state: str | None, facts: Facts) -> bool:
+        return (not self._names or state in self._names) and self.condition(facts)
+
+
+def look_up(table: Sequence[StatusRow[Facts]], state: str | None, facts: Facts) -> tuple[RunStatus, str]:
+    """The status and message of the first row that matches; a table ends with an ``ANY_OTHER_STATE`` row."""
+    for row in table:
+        if row.matches(state, facts):
+            return row.status, row.message(facts)
+    raise LookupError(f"no row of the status table matches state {state!r}: the table needs an ANY_OTHER_STATE row")

@@ -1,127 +1,34 @@
-"""Azure Batch: the connection hook and the status table of the Azure Batch job type."""
+"""Azure Batch: the connection hook and every call, sync in the worker and async in the triggerer."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 from airflow.sdk import BaseHook
+from asgiref.sync import sync_to_async
 
 from polysync_airflow.compat import AirflowException, AirflowFailException
-from polysync_airflow.ownership import WATCHED_MARK, ExistingJob
-from polysync_airflow.polling import is_transient
-from polysync_airflow.status import RunState, RunStatus
+from polysync_airflow.hooks.base import AsyncClientHolder
+from polysync_airflow.run_watch import describe_error
+from polysync_airflow.status import CANCEL_REASON
+from polysync_airflow.statuses.azure_batch import is_transient, read_field, watched_metadata
 
-CANCEL_REASON = "Cancelled by Polysync"
-DEFAULT_MONITOR_LINK_TEMPLATE = (
-    "https://portal.azure.com/#resource/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
-    "/providers/Microsoft.Batch/batchAccounts/{account}/jobs/{job_id}"
-)
-TASK_LINK_SUFFIX = "/tasks/{task_id}"
 BATCH_SCOPE = "https://batch.core.windows.net//.default"
-
-# The seed's status table: Batch task state -> run status (completed is decided by the exit code).
-AZURE_TASK_STATUS: Mapping[str, RunStatus] = {
-    "active": RunStatus.STARTING,
-    "preparing": RunStatus.STARTING,
-    "running": RunStatus.RUNNING,
-    "completed": RunStatus.SUCCESS,  # exit code 0; any other exit code or a failure: Failed
-}
-# Reasons the service itself gives for ending a job; any other terminate reason is a user's cancel.
-SERVICE_TERMINATE_REASONS = ("AllTasksComplete", "JMComplete", "MaxWallClockTimeExpiry", "TaskFailed")
-
-
-def _get(obj: Any, *path: str) -> Any:
-    """Follow wire (camelCase) keys; azure-batch models are mappings of their wire JSON too."""
-    for name in path:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(name)
-    return obj
-
-
-def decode_task(run_id: str, task: Any | None, job: Any | None = None) -> RunState:
-    """One task (and its job, for scheduling errors and terminate reasons) as a :class:`RunState`."""
-    if task is None:
-        return RunState(run_id, RunStatus.UNKNOWN, f"Azure Batch task {run_id} was not found")
-    native = _get(task, "state")
-    exit_code = _get(task, "executionInfo", "exitCode")
-    failure = _get(task, "executionInfo", "failureInfo")
-    failure_message = _get(failure, "message")
-    terminate_reason = _get(job, "executionInfo", "terminateReason")
-    scheduling_error = _get(job, "executionInfo", "schedulingError")
-    cancelled_reason = (
-        terminate_reason if terminate_reason and terminate_reason not in SERVICE_TERMINATE_REASONS else None
-    )
-    status = AZURE_TASK_STATUS.get(native or "", RunStatus.UNKNOWN)
-
-    if status is RunStatus.SUCCESS:
-        if _get(failure, "code") == "TaskEnded" or (cancelled_reason and exit_code != 0):
-            return RunState(
-                run_id,
-                RunStatus.CANCELLED,
-                cancelled_reason or failure_message or "task terminated",
-                exit_code,
-                native,
-            )
-        if exit_code != 0 or failure is not None:
-            if terminate_reason == "MaxWallClockTimeExpiry":
-                failure_message = "the job exceeded its maxWallClockTime constraint (MaxWallClockTimeExpiry)"
-            message = failure_message or f"Task exit code: {exit_code}"
-            if failure_message and exit_code is not None:
-                message = f"{failure_message} (exit code {exit_code})"
-            return RunState(run_id, RunStatus.FAILED, message, exit_code, native)
-        return RunState(run_id, RunStatus.SUCCESS, f"Task exit code: {exit_code}", exit_code, native)
-    if cancelled_reason and status is RunStatus.STARTING:
-        # a terminated job leaves its active tasks active forever
-        return RunState(run_id, RunStatus.CANCELLED, cancelled_reason, exit_code, native)
-    if scheduling_error is not None and status is RunStatus.STARTING:
-        code, message = _get(scheduling_error, "code"), _get(scheduling_error, "message")
-        return RunState(run_id, RunStatus.FAILED, f"job scheduling error {code}: {message}", exit_code, native)
-    return RunState(run_id, status, failure_message or "", exit_code, native)
-
-
-def _ended_cleanly(task: Any) -> bool:
-    """Completed with exit code 0 and no failure: a success whatever its job says."""
-    info = _get(task, "executionInfo")
-    return _get(task, "state") == "completed" and _get(info, "exitCode") == 0 and _get(info, "failureInfo") is None
+LOG_TAIL_LINES = 20
+"""How many of the last lines of a task's output file the task log shows."""
 
 
 def split_run_id(run_id: str) -> tuple[str, str]:
+    """A run id, ``{jobId}/{taskId}``, as (job id, task id)."""
     job_id, _, task_id = run_id.partition("/")
     return job_id, task_id
-
-
-def is_watched(job: Any) -> bool:
-    return any(_get(item, "name") == WATCHED_MARK for item in _get(job, "metadata") or [])
-
-
-def existing_job(job: Any, task_id: str, try_number: int) -> ExistingJob:
-    """A Batch job (``id``, ``state``, ``metadata``) as :class:`ExistingJob`."""
-    state = _get(job, "state") or ""
-    return ExistingJob(
-        run_id=f"{_get(job, 'id')}/{task_id}",
-        native_status=state,
-        finished=state == "completed",
-        cancelling=state in ("terminating", "deleting"),
-        watched=is_watched(job),
-        try_number=try_number,
-    )
-
-
-def watched_metadata(job: Any, watcher: str) -> dict[str, Any] | None:
-    """The job update that marks an active job watched, or None (marked already, or no longer active)."""
-    if _get(job, "state") != "active" or is_watched(job):
-        return None
-    items = [{"name": _get(i, "name"), "value": _get(i, "value")} for i in _get(job, "metadata") or []]
-    return {"metadata": [*items, {"name": WATCHED_MARK, "value": watcher}]}
 
 
 # azure-core logs every request and response at INFO: a line per poll in the triggerer's and task's
@@ -139,63 +46,7 @@ def _client_options() -> dict[str, Any]:
 
 _WATCH_FIELDS = ["id", "state", "metadata"]
 _POLL_FIELDS = ["id", "state", "lastModified", "executionInfo", "metadata"]
-_TASK_POLL_FIELDS = ["id", "state", "executionInfo"]  # what decode_task reads
-TASK_READS_IN_FLIGHT = 16
-FULL_READ_SECONDS = 300.0  # a run's task is read at least this often, whatever its job shows
-
-
-class AzureRunReader:
-    """Reads many runs for the shared poller in few calls: ``{run_id: (task, job)}`` (absent: not found).
-
-    Each run is its own job, which Batch terminates when its task completes. One listing of our active
-    jobs (``$filter`` on the id prefix and state, ``$select`` of the fields the status needs) tells
-    which runs changed; a task is read only for a run whose job changed or left the listing, whose task
-    has not started running yet (so ``Running`` is seen), or that was last read long ago.
-    """
-
-    def __init__(self, job_prefix: str = "polysync-") -> None:
-        self._filter = f"startswith(id,'{job_prefix}') and state eq 'active'"
-        self._seen: dict[str, tuple[float, Any, Any]] = {}  # run id -> (when, task, job)
-
-    async def __call__(self, client: Any, run_ids: Sequence[str]) -> dict[str, tuple[Any, Any]]:
-        now = time.monotonic()
-        active = {job.id: job async for job in client.list_jobs(filter=self._filter, select=_POLL_FIELDS)}
-        answers: dict[str, tuple[Any, Any]] = {}
-        stale = []
-        for run_id in run_ids:
-            job = active.get(split_run_id(run_id)[0])
-            seen = self._seen.get(run_id)
-            if (
-                seen is not None
-                and job is not None
-                and now - seen[0] < FULL_READ_SECONDS
-                and _get(seen[1], "state") == "running"
-                and _get(job, "lastModified") == _get(seen[2], "lastModified")
-            ):
-                answers[run_id] = (seen[1], job)
-            else:
-                stale.append((run_id, job))
-        gate = asyncio.Semaphore(TASK_READS_IN_FLIGHT)
-
-        async def read(run_id: str, job: Any) -> None:
-            from azure.core.exceptions import ResourceNotFoundError
-
-            job_id, task_id = split_run_id(run_id)
-            async with gate:
-                try:
-                    task = await client.get_task(job_id, task_id, select=_TASK_POLL_FIELDS)
-                    if job is None and not _ended_cleanly(task):  # its job tells a cancel or scheduling error
-                        job = await client.get_job(job_id, select=_POLL_FIELDS)
-                except ResourceNotFoundError:
-                    self._seen.pop(run_id, None)
-                    return
-            self._seen[run_id] = (now, task, job)
-            answers[run_id] = (task, job)
-
-        await asyncio.gather(*(read(run_id, job) for run_id, job in stale))
-        for run_id in [r for r, (when, _, _) in self._seen.items() if now - when > 2 * FULL_READ_SECONDS]:
-            del self._seen[run_id]  # runs that left
-        return answers
+_TASK_POLL_FIELDS = ["id", "state", "executionInfo"]  # what the status table reads
 
 
 @dataclass(frozen=True)
@@ -207,7 +58,7 @@ class JobTemplateInfo:
     state: str | None
 
 
-class AzureBatchHook(BaseHook):
+class AzureBatchHook(AsyncClientHolder, BaseHook):
     """Azure Batch through an ``azure_batch`` (official provider) or ``polysync_azure_batch`` connection.
 
     Shared key: login = account name, password = account key, extra ``account_url``. Without a key,
@@ -215,7 +66,7 @@ class AzureBatchHook(BaseHook):
     workload identity: ``workload_identity_tenant_id``), as the official hook does. Polysync settings in
     the extra: ``subscription_id`` and ``resource_group`` (for the portal links of the job and its task),
     optional ``monitor_link_template`` (placeholders ``{subscription_id}``, ``{resource_group}``, ``{account}``,
-    ``{job_id}``) and ``task_link_template`` (the same and ``{task_id}``; see :meth:`task_url`).
+    ``{job_id}``) and ``task_link_template`` (the same and ``{task_id}``; see ``links/azure_batch.py``).
     """
 
     conn_name_attr = "azure_batch_conn_id"
@@ -231,7 +82,8 @@ class AzureBatchHook(BaseHook):
     def connection(self) -> Any:
         return self.get_connection(self.azure_batch_conn_id)
 
-    def _setting(self, name: str) -> str | None:
+    def setting(self, name: str) -> str | None:
+        """A setting from the connection's extra (under its name, or as either provider's UI form stores it)."""
         extra = self.connection.extra_dejson
         for key in (name, f"extra__azure_batch__{name}", f"extra__{self.conn_type}__{name}"):
             if extra.get(key):
@@ -240,7 +92,7 @@ class AzureBatchHook(BaseHook):
 
     @cached_property
     def account_url(self) -> str:
-        url = self._setting("account_url")
+        url = self.setting("account_url")
         if not url:
             raise AirflowException(
                 f"Connection {self.azure_batch_conn_id!r} has no account_url: set the extra 'account_url' to "
@@ -273,64 +125,6 @@ class AzureBatchHook(BaseHook):
                 "use the https endpoint"
             )
 
-    def monitor_url(self, job_id: str) -> str:
-        """The portal page of a job, or "" (with a warning naming the missing extra) when unknown."""
-        template = self._setting("monitor_link_template") or DEFAULT_MONITOR_LINK_TEMPLATE
-        return self._portal_url(template, "monitor_link_template", f"job {job_id}", job_id=job_id)
-
-    def task_url(self, run_id: str) -> str:
-        """The portal page of a run's task (``run_id`` = ``{jobId}/{taskId}``), or "" (with a warning).
-
-        ``task_link_template`` in the extra when set; otherwise the job link's template (``monitor_link_template``
-        or the portal default) followed by ``/tasks/{task_id}``, which needs that template to end with
-        ``{job_id}`` (the portal's form: ``.../batchAccounts/{account}/jobs/{job_id}/tasks/{task_id}``).
-        """
-        job_id, task_id = split_run_id(run_id)
-        template = self._setting("task_link_template")
-        setting = "task_link_template"
-        if not template:
-            job_template = self._setting("monitor_link_template") or DEFAULT_MONITOR_LINK_TEMPLATE
-            if not job_template.endswith("{job_id}"):
-                self.log.warning(
-                    "No Azure portal link for task %s: monitor_link_template of connection %s does not end with "
-                    "{job_id}, so the task page cannot be derived from it; set 'task_link_template' in the extra.",
-                    run_id,
-                    self.azure_batch_conn_id,
-                )
-                return ""
-            template, setting = job_template + TASK_LINK_SUFFIX, "monitor_link_template"
-        return self._portal_url(template, setting, f"task {run_id}", job_id=job_id, task_id=task_id)
-
-    def _portal_url(self, template: str, setting: str, what: str, **ids: str) -> str:
-        values = {
-            "subscription_id": self._setting("subscription_id"),
-            "resource_group": self._setting("resource_group"),
-            "account": self.account_name,
-            **{name: quote(value, safe="") for name, value in ids.items()},
-        }
-        needed = [name for name in ("subscription_id", "resource_group") if f"{{{name}}}" in template]
-        missing = [name for name in needed if not values[name]]
-        if missing:
-            self.log.warning(
-                "No Azure portal link for %s: set %s in the extra of connection %s.",
-                what,
-                " and ".join(repr(m) for m in missing),
-                self.azure_batch_conn_id,
-            )
-            return ""
-        try:
-            return template.format(**values)
-        except (KeyError, IndexError, ValueError) as err:
-            self.log.warning(
-                "%s %r in connection %s is not usable (%s); it may use %s.",
-                setting,
-                template,
-                self.azure_batch_conn_id,
-                err,
-                ", ".join(f"{{{name}}}" for name in values),
-            )
-            return ""
-
     # -- clients -----------------------------------------------------------------------------------------
 
     def _credential(self, asynchronous: bool) -> Any:
@@ -339,15 +133,17 @@ class AzureBatchHook(BaseHook):
             from azure.core.credentials import AzureNamedKeyCredential
 
             return AzureNamedKeyCredential(conn.login, conn.password)
-        if asynchronous:
-            from azure.identity.aio import DefaultAzureCredential
-        else:
-            from azure.identity import DefaultAzureCredential
         kwargs: dict[str, Any] = {}
-        if client_id := self._setting("managed_identity_client_id"):
+        if client_id := self.setting("managed_identity_client_id"):
             kwargs["managed_identity_client_id"] = client_id
-        if tenant_id := self._setting("workload_identity_tenant_id"):
+        if tenant_id := self.setting("workload_identity_tenant_id"):
             kwargs.update(workload_identity_tenant_id=tenant_id, additionally_allowed_tenants=[tenant_id])
+        if asynchronous:
+            from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCredential
+
+            return AsyncDefaultAzureCredential(**kwargs)
+        from azure.identity import DefaultAzureCredential
+
         return DefaultAzureCredential(**kwargs)
 
     @cached_property
@@ -371,12 +167,6 @@ class AzureBatchHook(BaseHook):
             return False, service_message(err)
         return True, f"Connected to Azure Batch account {self.account_name!r} at {self.account_url}"
 
-    def async_client(self) -> Any:
-        """A new ``azure.batch.aio.BatchClient`` (triggerer side); use it with ``async with``."""
-        from azure.batch.aio import BatchClient
-
-        return BatchClient(self.account_url, self._credential(asynchronous=True), **_client_options())
-
     def explain(self, err: Exception) -> Exception:
         """A Batch error as the message a user can act on (never containing the account key)."""
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
@@ -396,7 +186,69 @@ class AzureBatchHook(BaseHook):
             )
         return err
 
-    def get_run_state(self, run_id: str) -> RunState:
+    # -- calls (sync, in the worker) -----------------------------------------------------------------
+
+    def find_job(self, job_id: str, select: list[str] | None = _WATCH_FIELDS) -> Any | None:
+        """A job (by default its id, state and metadata; ``select=None``: all of it), or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.client.get_job(job_id, select=select)
+        except ResourceNotFoundError:
+            return None
+
+    def find_pool(self, pool_id: str) -> Any | None:
+        """A pool's id and state, or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.client.get_pool(pool_id, select=["id", "state"])
+        except ResourceNotFoundError:
+            return None
+
+    def find_task(self, run_id: str) -> Any | None:
+        """A run's task (its id only), or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.client.get_task(*split_run_id(run_id), select=["id"])
+        except ResourceNotFoundError:
+            return None
+
+    def create_job(self, job: dict[str, Any]) -> bool:
+        """Create a job from its wire JSON; False when a job with its id exists already."""
+        from azure.batch import models
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self.client.create_job(models.BatchJobCreateOptions(job))
+        except ResourceExistsError:
+            return False
+        return True
+
+    def add_task(self, job_id: str, task: dict[str, Any]) -> None:
+        """Add a task to a job from its wire JSON; a task with its id there already counts as added."""
+        from azure.batch import models
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self.client.create_task(job_id, models.BatchTaskCreateOptions(task))
+        except ResourceExistsError as err:
+            if getattr(err.error, "code", None) != "TaskExists":
+                raise
+
+    def end_job_with_its_tasks(self, job_id: str) -> None:
+        """Let Batch terminate the job once all its tasks complete (``onAllTasksComplete=terminatejob``)."""
+        from azure.batch import models
+
+        self.client.update_job(job_id, models.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"}))
+
+    def delete_job(self, job_id: str) -> None:
+        """Start deleting a job (Batch deletes it, and its tasks, in the background)."""
+        self.client.begin_delete_job(job_id, polling_interval=1)
+
+    def read_run(self, run_id: str) -> tuple[Any, Any]:
+        """What the status table reads for a run: its task and its job, (None, None) when not found."""
         from azure.core.exceptions import ResourceNotFoundError
 
         job_id, task_id = split_run_id(run_id)
@@ -404,11 +256,20 @@ class AzureBatchHook(BaseHook):
             task = self.client.get_task(job_id, task_id)
             job = self.client.get_job(job_id, select=["id", "state", "executionInfo"])
         except ResourceNotFoundError:
-            return decode_task(run_id, None)
-        return decode_task(run_id, task, job)
+            return None, None
+        return task, job
+
+    def mark_watched(self, run_id: str, watcher: str) -> None:
+        """Mark the run's job watched, unless it is (a read, then an update)."""
+        from azure.batch import models
+
+        job_id, _ = split_run_id(run_id)
+        update = watched_metadata(self.client.get_job(job_id, select=_WATCH_FIELDS), watcher)
+        if update is not None:
+            self.client.update_job(job_id, models.BatchJobUpdateOptions(update))
 
     def terminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
-        """Terminate the task, then its job (a job that already completed counts as done)."""
+        """Terminate the task, then its job (a task or job that already completed counts as done)."""
         from azure.core.exceptions import ResourceExistsError
 
         job_id, task_id = split_run_id(run_id)
@@ -417,74 +278,93 @@ class AzureBatchHook(BaseHook):
         with contextlib.suppress(ResourceExistsError):  # JobCompleted: it ended when its only task did
             self.client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
 
-    @staticmethod
-    async def aterminate_run(client: Any, run_id: str, reason: str = CANCEL_REASON) -> None:
-        from azure.core.exceptions import ResourceExistsError
-
-        job_id, task_id = split_run_id(run_id)
-        with contextlib.suppress(ResourceExistsError):
-            await client.terminate_task(job_id, task_id)
-        with contextlib.suppress(ResourceExistsError):
-            await client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
-
-    def find_job(self, job_id: str) -> Any | None:
-        """A job's id, state and metadata (JobExists, before creating one), or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return self.client.get_job(job_id, select=_WATCH_FIELDS)
-        except ResourceNotFoundError:
-            return None
-
-    def mark_watched(self, run_id: str, watcher: str) -> None:
-        from azure.batch import models
-
-        job_id, _ = split_run_id(run_id)
-        update = watched_metadata(self.client.get_job(job_id, select=_WATCH_FIELDS), watcher)
-        if update is not None:
-            self.client.update_job(job_id, models.BatchJobUpdateOptions(update))
-
-    @staticmethod
-    async def amark_watched(client: Any, job: Any, watcher: str) -> None:
-        """Mark a job (as read with its metadata) watched, unless it is (one update, no read)."""
-        from azure.batch import models
-
-        update = watched_metadata(job, watcher) if job is not None else None
-        if update is not None:
-            await client.update_job(_get(job, "id"), models.BatchJobUpdateOptions(update))
-
     def list_job_templates(self) -> list[JobTemplateInfo]:
         """Every job of the account (``$select=id,displayName,state``, all pages)."""
         return [
-            JobTemplateInfo(job.id, job.display_name, _get(job, "state"))
+            JobTemplateInfo(job.id, job.display_name, read_field(job, "state"))
             for job in self.client.list_jobs(select=["id", "displayName", "state"])
         ]
 
-    def download_tail(self, run_id: str, file_name: str, max_bytes: int = 16384) -> str:
-        """The last ``max_bytes`` of a task file (``stderr.txt``, ``stdout.txt``), from a line start when cut."""
+    def tail_log(self, run_id: str, file_name: str, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> list[str]:
+        """The last ``lines`` lines of a task's output file (``stderr.txt``, ``stdout.txt``), from its last
+        ``max_bytes`` (a line cut at their start is left out)."""
         job_id, task_id = split_run_id(run_id)
         size = self.client.get_task_file_properties(job_id, task_id, file_name).content_length or 0
         if size == 0:
-            return ""
+            return []
         start = max(0, size - max_bytes)
         chunks = self.client.download_task_file(job_id, task_id, file_name, ocp_range=f"bytes={start}-{size - 1}")
         text = b"".join(chunks).decode("utf-8", errors="replace")
         if start > 0:  # the first line is cut: drop it (unless it is all there is)
             text = text.partition("\n")[2] or text
-        return text
+        return text.splitlines()[-lines:]
+
+    # -- calls (async, in the triggerer) ------------------------------------------------------------
+
+    @asynccontextmanager
+    async def async_connection(self) -> AsyncIterator[None]:
+        """Open the ``azure.batch.aio.BatchClient`` the ``a...`` calls below make their requests with, until the
+        block ends."""
+        from azure.batch.aio import BatchClient
+
+        await sync_to_async(self.validate)()  # the connection lookup is a blocking call into the supervisor
+        async with self._holding(
+            BatchClient(self.account_url, self._credential(asynchronous=True), **_client_options())
+        ):
+            yield
+
+    async def alist_active_jobs(self, id_prefix: str) -> dict[str, Any]:
+        """The active jobs whose id starts with ``id_prefix``, by id, with the fields the poller compares."""
+        active = f"startswith(id,'{id_prefix}') and state eq 'active'"
+        return {job.id: job async for job in self.async_client.list_jobs(filter=active, select=_POLL_FIELDS)}
+
+    async def aread_task(self, run_id: str) -> Any | None:
+        """A run's task, with what the status table reads, or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return await self.async_client.get_task(*split_run_id(run_id), select=_TASK_POLL_FIELDS)
+        except ResourceNotFoundError:
+            return None
+
+    async def aread_job(self, job_id: str) -> Any | None:
+        """A job, with what the status table reads, or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return await self.async_client.get_job(job_id, select=_POLL_FIELDS)
+        except ResourceNotFoundError:
+            return None
+
+    async def aterminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        job_id, task_id = split_run_id(run_id)
+        with contextlib.suppress(ResourceExistsError):
+            await self.async_client.terminate_task(job_id, task_id)
+        with contextlib.suppress(ResourceExistsError):
+            await self.async_client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
+
+    async def amark_watched(self, job: Any, watcher: str) -> None:
+        """Mark a job, as read with its metadata, watched, unless it is (one update, no read)."""
+        from azure.batch import models
+
+        update = watched_metadata(job, watcher) if job is not None else None
+        if update is not None:
+            await self.async_client.update_job(read_field(job, "id"), models.BatchJobUpdateOptions(update))
 
 
 def service_message(err: BaseException) -> str:
     """What Azure Batch said, as ``<code>: <message>`` and its details; any other error as its text."""
     error = getattr(err, "error", None)  # an HttpResponseError's parsed body
-    if not getattr(error, "message", None):
+    if error is None or not getattr(error, "message", None):
         return str(err) or type(err).__name__
     details = [detail.message for detail in getattr(error, "details", None) or [] if detail.message]
     return "\n".join([f"{error.code}: {error.message}", *details])
 
 
-def file_read_problem(err: BaseException) -> str:
-    """Why a task file could not be read, for a warning (file operations carry no error body)."""
+def log_read_problem(err: BaseException) -> str:
+    """Why a task's output file could not be read, for a warning (file operations carry no error body)."""
     from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
     if isinstance(err, ResourceNotFoundError):
@@ -493,4 +373,4 @@ def file_read_problem(err: BaseException) -> str:
         code = getattr(err.error, "code", None)
         reason = {401: "not authenticated", 403: "access denied"}.get(err.status_code, "the service refused the read")
         return f"{reason} ({err.status_code} {err.reason or code or ''})".replace(" )", ")")
-    return f"{type(err).__name__}: {err}".strip()
+    return describe_error(err)

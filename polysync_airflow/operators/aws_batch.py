@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -11,39 +11,33 @@ from botocore.exceptions import ClientError
 
 from polysync_airflow.compat import AirflowFailException
 from polysync_airflow.hooks.aws_batch import (
+    LOG_TAIL_LINES,
     AwsBatchHook,
     JobLogStream,
     NoLogStream,
-    array_counts,
-    array_size,
-    child_index,
-    job_exit_code,
+    log_read_problem,
     missing_resource,
 )
 from polysync_airflow.links.aws_batch import AwsBatchJobLink, AwsBatchJobLogsLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import TRY_MARK, ExistingJob, TaskInstanceKey
-from polysync_airflow.polling import describe_error
+from polysync_airflow.requests.aws_batch import build_submit_job_request, check_tag_key, job_name_for
+from polysync_airflow.run_watch import describe_error
 from polysync_airflow.status import RunState, RunStatus
-from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
-from polysync_airflow.validation import (
-    PolysyncValidationError,
-    as_bool,
-    as_int,
-    as_json,
-    as_optional_str,
-    reject_non_finite_numbers,
-    stringify_parameters,
+from polysync_airflow.statuses.aws_batch import (
+    array_counts,
+    array_size,
+    decode_job,
+    existing_job,
+    is_transient,
+    job_exit_code,
 )
+from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
+from polysync_airflow.validation import reject_non_finite_numbers
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
-_ARN = r"arn:aws[a-z-]*:batch:[a-z0-9-]+:\d{12}"
-JOB_DEFINITION_RE = re.compile(rf"^(?:{_NAME}(?::[1-9]\d*)?|{_ARN}:job-definition/{_NAME}(?::[1-9]\d*)?)$")
-JOB_QUEUE_RE = re.compile(rf"^(?:{_NAME}|{_ARN}:job-queue/{_NAME})$")
-DEPENDENCY_TYPES = ("SEQUENTIAL", "N_TO_N")
 MAX_LISTED_CHILDREN = 20  # failed array children named in the failure message; the rest are counted
 
 
@@ -53,6 +47,16 @@ def failed_children_text(indexes: Sequence[int], size: int, limit: int = MAX_LIS
     more = f" and {len(indexes) - limit} more" if len(indexes) > limit else ""
     noun = "child" if len(indexes) == 1 else "children"
     return f"{noun} {shown}{more} failed ({len(indexes)} of {size})"
+
+
+def child_index(summary: Mapping[str, Any]) -> int | None:
+    """An array child's index: ``arrayProperties.index``, else the ``<parent>:<index>`` suffix of its id."""
+    props = summary.get("arrayProperties")
+    index = props.get("index") if isinstance(props, Mapping) else None
+    if isinstance(index, int) and not isinstance(index, bool) and index >= 0:
+        return index
+    _parent, colon, suffix = str(summary.get("jobId") or "").rpartition(":")
+    return int(suffix) if colon and suffix.isdigit() else None
 
 
 def child_failure_text(child: Mapping[str, Any]) -> str:
@@ -65,115 +69,6 @@ def child_failure_text(child: Mapping[str, Any]) -> str:
     if code is None:
         return text
     return f"{text} (exit code {code})" if text else f"exit code {code}"
-
-
-def job_name_for(key: TaskInstanceKey) -> str:
-    """``Polysync-<guid>``, the same guid for every try of the task instance (so a retry can look it up)."""
-    return f"Polysync-{key.uuid}"
-
-
-TAG_KEY_RULE = "tag keys must be 1-128 characters and must not start with 'aws:' or 'polysync:' (reserved)"
-
-
-def check_tag_key(key: Any, tag_value: Any) -> None:
-    if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith(("aws:", "polysync:")):
-        raise PolysyncValidationError(f"tags[{key!r}]", tag_value, TAG_KEY_RULE)
-
-
-def validate_tags(value: Any) -> dict[str, str] | None:
-    if value is None or value == "":
-        return None
-    tags = as_json("tags", value, dict)
-    if len(tags) > 48:
-        raise PolysyncValidationError("tags", value, "at most 48 tags are allowed (AWS allows 50; Polysync uses 2)")
-    for key, tag_value in tags.items():
-        check_tag_key(key, tag_value)
-        if not isinstance(tag_value, str) or len(tag_value) > 256:
-            raise PolysyncValidationError(
-                f"tags[{key!r}]", tag_value, "tag values must be strings of at most 256 characters"
-            )
-    return tags
-
-
-def validate_depends_on(value: Any) -> list[dict[str, str]] | None:
-    if value is None or value == "":
-        return None
-    items = as_json("depends_on", value, list)
-    if len(items) > 20:
-        raise PolysyncValidationError("depends_on", value, "at most 20 dependencies are allowed")
-    result = []
-    for index, item in enumerate(items):
-        field = f"depends_on[{index}]"
-        if not isinstance(item, dict) or set(item) - {"jobId", "type"}:
-            raise PolysyncValidationError(field, item, 'each dependency must be an object {"jobId": ..., "type": ...}')
-        if not isinstance(item.get("jobId"), str) or not item["jobId"]:
-            raise PolysyncValidationError(f"{field}.jobId", item.get("jobId"), "must be a non-empty job id string")
-        if "type" in item and item["type"] not in DEPENDENCY_TYPES:
-            raise PolysyncValidationError(f"{field}.type", item["type"], "must be SEQUENTIAL or N_TO_N")
-        result.append(dict(item))
-    return result
-
-
-def build_submit_job_request(
-    *,
-    job_name: str,
-    job_definition: Any,
-    job_queue: Any,
-    parameters: Any = None,
-    share_identifier: Any = None,
-    scheduling_priority_override: Any = None,
-    attempt_duration_seconds: Any = None,
-    retry_attempts: Any = None,
-    array_size: Any = None,
-    tags: Any = None,
-    propagate_tags: Any = None,
-    depends_on: Any = None,
-) -> dict[str, Any]:
-    """Validate the job arguments and build SubmitJob's request; only the optional fields that are set."""
-    if not isinstance(job_definition, str) or not JOB_DEFINITION_RE.fullmatch(job_definition):
-        raise PolysyncValidationError(
-            "job_definition",
-            job_definition,
-            "must be a job definition name, name:revision (revision a positive integer) or a Batch job-definition ARN",
-        )
-    if job_queue in (None, ""):
-        raise PolysyncValidationError(
-            "job_queue",
-            job_queue,
-            "no job queue: pass job_queue= or set default_job_queue in the connection's extra",
-        )
-    if not isinstance(job_queue, str) or not JOB_QUEUE_RE.fullmatch(job_queue):
-        raise PolysyncValidationError("job_queue", job_queue, "must be a job queue name or a Batch job-queue ARN")
-    request: dict[str, Any] = {
-        "jobName": job_name,
-        "jobDefinition": job_definition,
-        "jobQueue": job_queue,
-        "parameters": stringify_parameters(parameters),
-    }
-    share = as_optional_str("share_identifier", share_identifier, max_length=255)
-    if share is not None:
-        request["shareIdentifier"] = share
-    if scheduling_priority_override not in (None, ""):
-        request["schedulingPriorityOverride"] = as_int(
-            "scheduling_priority_override", scheduling_priority_override, 0, 9999
-        )
-    if attempt_duration_seconds not in (None, ""):
-        request["timeout"] = {
-            "attemptDurationSeconds": as_int("attempt_duration_seconds", attempt_duration_seconds, 60)
-        }
-    if retry_attempts not in (None, ""):
-        request["retryStrategy"] = {"attempts": as_int("retry_attempts", retry_attempts, 1, 10)}
-    if array_size not in (None, ""):
-        request["arrayProperties"] = {"size": as_int("array_size", array_size, 2, 10000)}
-    tag_map = validate_tags(tags)
-    if tag_map is not None:
-        request["tags"] = tag_map
-    if propagate_tags not in (None, ""):
-        request["propagateTags"] = as_bool("propagate_tags", propagate_tags)
-    dependencies = validate_depends_on(depends_on)
-    if dependencies is not None:
-        request["dependsOn"] = dependencies
-    return request
 
 
 class AwsBatchJobOperator(PolysyncJobOperator):
@@ -223,8 +118,8 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     }
     operator_extra_links = (AwsBatchJobLink(), AwsBatchJobLogsLink())
     link_class = AwsBatchJobLink
-    log_tail_lines = 50
-    """How many of the last lines of the job's log stream the task log shows."""
+    is_transient = staticmethod(is_transient)
+    log_tail_lines = LOG_TAIL_LINES
     ui_color = "#f4a460"
 
     def __init__(
@@ -245,12 +140,10 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
-        deferrable: bool = True,
-        poll_interval: float = 30,
-        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(deferrable=deferrable, poll_interval=poll_interval, cancel_on_kill=cancel_on_kill, **kwargs)
+        """``kwargs``: the shared arguments (see :class:`PolysyncJobOperator`) and ``BaseOperator``'s."""
+        super().__init__(**kwargs)
         self.job_definition = job_definition
         self.job_queue = job_queue
         self.parameters = reject_non_finite_numbers(parameters)
@@ -301,10 +194,11 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     def find_existing_jobs(self, key: TaskInstanceKey) -> list[ExistingJob]:
         assert self._request is not None
         try:
-            return self.hook.find_jobs_named(self._request["jobName"], self._request["jobQueue"])
+            found = self.hook.find_jobs_named(self._request["jobName"], self._request["jobQueue"])
         except ClientError as err:
             self._fail_if_missing(err, "ListJobs")
             raise
+        return [existing_job(summary, detail) for summary, detail in found]
 
     def _fail_if_missing(self, err: ClientError, call: str) -> None:
         """A job queue or definition that does not exist cannot heal: fail the task at once, without retrying,
@@ -344,20 +238,20 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         except ClientError as err:
             self._fail_if_missing(err, "SubmitJob")
             raise
-        return SubmittedRun(job_id, request["jobName"], self.hook.monitor_url(job_id))
+        return SubmittedRun(job_id, request["jobName"], AwsBatchJobLink.url(self.hook, job_id))
 
     def reattach(self, job: ExistingJob) -> SubmittedRun:
         assert self._request is not None
-        return SubmittedRun(job.run_id, self._request["jobName"], self.hook.monitor_url(job.run_id))
+        return SubmittedRun(job.run_id, self._request["jobName"], AwsBatchJobLink.url(self.hook, job.run_id))
 
     def mark_watched(self, run_id: str) -> None:
         self.hook.mark_watched(run_id, "worker")
 
     def read_state(self, run_id: str) -> RunState:
-        return self.hook.get_run_state(run_id)
+        return decode_job(run_id, self.hook.read_run(run_id))
 
     def cancel(self, run_id: str) -> None:
-        self.hook.terminate_job(run_id)
+        self.hook.terminate_run(run_id)
 
     def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
         if status is RunStatus.SUCCESS and not self.fetch_logs and not self.array_size:
@@ -424,7 +318,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         log: JobLogStream | None = None
         try:
             log = self.hook.job_log_stream(job)
-            AwsBatchJobLogsLink.persist(context, self.hook.logs_url(log))
+            AwsBatchJobLogsLink.persist(context, AwsBatchJobLogsLink.url(self.hook, log))
             lines = self.hook.tail_log(log, self.log_tail_lines)
         except NoLogStream as err:
             self.log.warning("No log output of job %s to show: %s", job_id, err)
@@ -434,7 +328,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
                 "Could not read the log output of job %s%s: %s",
                 job_id,
                 f" (CloudWatch log group {log.group}, stream {log.stream})" if log else "",
-                self._log_read_problem(err),
+                log_read_problem(err),
             )
             return ""
         write = self.log.info if succeeded else self.log.error
@@ -453,15 +347,6 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         )
         return ""
 
-    @staticmethod
-    def _log_read_problem(err: Exception) -> str:
-        code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
-        if code == "AccessDeniedException":
-            return f"no permission to call {err.operation_name}: {describe_error(err)}"
-        if code == "ResourceNotFoundException":
-            return f"the log stream does not exist (yet, or any more): {describe_error(err)}"
-        return describe_error(err)
-
     def make_trigger(self, run: SubmittedRun, deadline: float | None) -> AwsBatchJobTrigger:
         return AwsBatchJobTrigger(
             job_id=run.run_id,
@@ -470,5 +355,5 @@ class AwsBatchJobOperator(PolysyncJobOperator):
             region_name=self.hook.effective_region,
             verify=self.verify,
             botocore_config=self.botocore_config,
-            **self.polling_kwargs(deadline),
+            **asdict(replace(self.polling, deadline=deadline)),
         )

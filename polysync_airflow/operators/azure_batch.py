@@ -2,103 +2,32 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from polysync_airflow.compat import AirflowFailException
-from polysync_airflow.hooks.azure_batch import AzureBatchHook, existing_job, file_read_problem, split_run_id
+from polysync_airflow.hooks.azure_batch import LOG_TAIL_LINES, AzureBatchHook, log_read_problem, split_run_id
 from polysync_airflow.links.azure_batch import AzureBatchJobLink, AzureBatchTaskLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey
-from polysync_airflow.polling import is_transient
-from polysync_airflow.status import RunState, RunStatus
-from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
-from polysync_airflow.validation import (
-    PolysyncValidationError,
-    as_optional_str,
-    reject_non_finite_numbers,
-    stringify_parameters,
+from polysync_airflow.requests.azure_batch import (
+    TASK_ID,
+    AzureJobPlan,
+    AzureRunRequest,
+    build_job_plan,
+    build_run_request,
+    job_id_for,
 )
+from polysync_airflow.status import RunState, RunStatus
+from polysync_airflow.statuses.azure_batch import decode_task, existing_job, is_transient
+from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
+from polysync_airflow.validation import reject_non_finite_numbers
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TASK_ID = "polysync"
-OUTPUT_TAIL_LINES = 20
-
-
-def job_id_for(key: TaskInstanceKey, try_number: int) -> str:
-    """The job of one try of the task instance: ``polysync-<guid of the task instance>-<try>``."""
-    return f"polysync-{key.uuid.hex}-{try_number}"
-
-
-def environment_settings(parameters: Any) -> list[dict[str, str]]:
-    """Parameters as the task's ``environmentSettings`` (same stringification as AWS)."""
-    settings = []
-    for name, value in stringify_parameters(parameters).items():
-        if not ENV_NAME_RE.fullmatch(name):
-            raise PolysyncValidationError(
-                f"parameters[{name!r}]",
-                value,
-                "parameter names become environment variables: letters, digits and underscores, not starting "
-                "with a digit",
-            )
-        settings.append({"name": name, "value": value})
-    return settings
-
-
-@dataclass(frozen=True)
-class AzureJobPlan:
-    """What will be created: the job's and the task's wire JSON (built and checked before any write)."""
-
-    job: dict[str, Any]
-    task: dict[str, Any]
-
-
-def build_job_plan(
-    *,
-    job_id: str,
-    display_name: str,
-    template: Any,
-    environment: list[dict[str, str]],
-    command_line: str | None,
-    container_image: str | None,
-    container_run_options: str | None,
-) -> AzureJobPlan:
-    """Clone the template's pool and constraints; operator arguments override its task defaults."""
-    manager = template.get("jobManagerTask") or {}
-    container = manager.get("containerSettings") or {}
-    command = command_line or manager.get("commandLine")
-    if not command:
-        raise PolysyncValidationError(
-            "command_line",
-            command_line,
-            f"no command line: template job {template.get('id')!r} has no job manager task command line, so "
-            "pass command_line=",
-        )
-    job: dict[str, Any] = {
-        "id": job_id,
-        "displayName": display_name[:1024],
-        "poolInfo": {"poolId": (template.get("poolInfo") or {}).get("poolId")},
-        "onAllTasksComplete": "noaction",  # set to terminatejob once the task is in (see submit)
-    }
-    if template.get("constraints"):
-        job["constraints"] = dict(template["constraints"])
-    task: dict[str, Any] = {"id": TASK_ID, "commandLine": command, "environmentSettings": environment}
-    image = container_image or container.get("imageName")
-    if image:
-        settings = {"imageName": image}
-        options = container_run_options if container_run_options is not None else container.get("containerRunOptions")
-        if options:
-            settings["containerRunOptions"] = options
-        task["containerSettings"] = settings
-    return AzureJobPlan(job, task)
 
 
 class AzureBatchJobOperator(PolysyncJobOperator):
@@ -133,6 +62,8 @@ class AzureBatchJobOperator(PolysyncJobOperator):
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
     operator_extra_links = (AzureBatchJobLink(), AzureBatchTaskLink())
     link_class = AzureBatchJobLink
+    is_transient = staticmethod(is_transient)
+    log_tail_lines = LOG_TAIL_LINES
     ui_color = "#0078d4"
 
     def __init__(
@@ -144,19 +75,17 @@ class AzureBatchJobOperator(PolysyncJobOperator):
         container_image: str | None = None,
         container_run_options: str | None = None,
         azure_batch_conn_id: str = "azure_batch_default",
-        deferrable: bool = True,
-        poll_interval: float = 30,
-        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(deferrable=deferrable, poll_interval=poll_interval, cancel_on_kill=cancel_on_kill, **kwargs)
+        """``kwargs``: the shared arguments (see :class:`PolysyncJobOperator`) and ``BaseOperator``'s."""
+        super().__init__(**kwargs)
         self.template_job_id = template_job_id
         self.parameters = reject_non_finite_numbers(parameters)
         self.command_line = command_line
         self.container_image = container_image
         self.container_run_options = container_run_options
         self.azure_batch_conn_id = azure_batch_conn_id
-        self._environment: list[dict[str, str]] = []
+        self._request: AzureRunRequest | None = None
         self._taken_job_ids: set[str] = set()
 
     @cached_property
@@ -166,49 +95,20 @@ class AzureBatchJobOperator(PolysyncJobOperator):
     def persist_links(self, context: Context, run: SubmittedRun) -> None:
         """The job's portal link, and the task's (``run_id`` = ``{jobId}/{taskId}``), once submitted or reattached."""
         super().persist_links(context, run)
-        task_url = self.hook.task_url(run.run_id)
+        task_url = AzureBatchTaskLink.url(self.hook, run.run_id)
         AzureBatchTaskLink.persist(context, task_url)
         if task_url:
             self.log.info("Task %s in the Azure portal: %s", run.run_id, task_url)
 
     def prepare(self, context: Context, key: TaskInstanceKey) -> None:
-        if not isinstance(self.template_job_id, str) or not BATCH_ID_RE.fullmatch(self.template_job_id):
-            raise PolysyncValidationError(
-                "template_job_id",
-                self.template_job_id,
-                "must be a Batch job id: 1-64 letters, digits, hyphens and underscores",
-            )
-        self.command_line = as_optional_str("command_line", self.command_line, max_length=8192)
-        self.container_image = as_optional_str("container_image", self.container_image, max_length=1024)
-        if self.container_run_options not in (None, "") and not isinstance(self.container_run_options, str):
-            raise PolysyncValidationError("container_run_options", self.container_run_options, "must be a string")
-        self._environment = environment_settings(self.parameters)
+        self._request = build_run_request(
+            template_job_id=self.template_job_id,
+            parameters=self.parameters,
+            command_line=self.command_line,
+            container_image=self.container_image,
+            container_run_options=self.container_run_options,
+        )
         self.hook.validate()
-
-    def _read_template(self) -> tuple[Any, str]:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            template = self.hook.client.get_job(self.template_job_id)
-        except ResourceNotFoundError:
-            raise AirflowFailException(
-                f"Template job {self.template_job_id!r} does not exist in Batch account {self.hook.account_name!r}: "
-                "check template_job_id (`polysync-airflow discover azure-batch` lists the jobs)"
-            ) from None
-        pool_id = (template.get("poolInfo") or {}).get("poolId")
-        if not pool_id:
-            raise AirflowFailException(
-                f"Template job {self.template_job_id!r} has no poolInfo.poolId (auto pools are not supported): "
-                "give the template job an existing pool"
-            )
-        try:
-            self.hook.client.get_pool(pool_id, select=["id", "state"])
-        except ResourceNotFoundError:
-            raise AirflowFailException(
-                f"PoolNotFound: pool {pool_id!r} of template job {self.template_job_id!r} does not exist in "
-                f"Batch account {self.hook.account_name!r}: update the template job's pool"
-            ) from None
-        return template, pool_id
 
     def find_existing_jobs(self, key: TaskInstanceKey) -> list[ExistingJob]:
         """This try's job id, then the earlier tries' (newest first), up to the first one that exists."""
@@ -223,105 +123,96 @@ class AzureBatchJobOperator(PolysyncJobOperator):
                 return [existing_job(job, TASK_ID, try_number)]
         return []
 
+    def _read_template(self, template_job_id: str) -> tuple[Any, str]:
+        template = self.hook.find_job(template_job_id, select=None)
+        if template is None:
+            raise AirflowFailException(
+                f"Template job {template_job_id!r} does not exist in Batch account {self.hook.account_name!r}: "
+                "check template_job_id (`polysync-airflow discover azure-batch` lists the jobs)"
+            )
+        pool_id = (template.get("poolInfo") or {}).get("poolId")
+        if not pool_id:
+            raise AirflowFailException(
+                f"Template job {template_job_id!r} has no poolInfo.poolId (auto pools are not supported): "
+                "give the template job an existing pool"
+            )
+        if self.hook.find_pool(pool_id) is None:
+            raise AirflowFailException(
+                f"PoolNotFound: pool {pool_id!r} of template job {template_job_id!r} does not exist in "
+                f"Batch account {self.hook.account_name!r}: update the template job's pool"
+            )
+        return template, pool_id
+
     def _plan(self, job_id: str) -> AzureJobPlan:
+        assert self._request is not None
         try:
-            template, pool_id = self._read_template()
+            template, pool_id = self._read_template(self._request.template_job_id)
         except Exception as err:
             raise self.hook.explain(err) from err
-        self.log.info("Job %s: from template %s on pool %s", job_id, self.template_job_id, pool_id)
+        self.log.info("Job %s: from template %s on pool %s", job_id, self._request.template_job_id, pool_id)
         return build_job_plan(
-            job_id=job_id,
-            display_name=f"{self.dag_id}.{self.task_id}",
-            template=template,
-            environment=self._environment,
-            command_line=self.command_line,
-            container_image=self.container_image,
-            container_run_options=self.container_run_options,
+            self._request, job_id=job_id, display_name=f"{self.dag_id}.{self.task_id}", template=template
         )
 
     def submit(self, key: TaskInstanceKey) -> SubmittedRun:
-        from azure.batch import models
-        from azure.core.exceptions import ResourceExistsError
-
         job_id = job_id_for(key, key.try_number)
         if job_id in self._taken_job_ids:  # this very try ran before (e.g. `airflow tasks test` again)
             job_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
         plan = self._plan(job_id)
         self.log.info("Creating Azure Batch job %s", job_id)
         try:
-            self.hook.client.create_job(models.BatchJobCreateOptions(plan.job))
-        except ResourceExistsError:
-            # JobExists for an id that was free a moment ago: the SDK retried a create the service had accepted.
-            self.log.info("Job %s exists already: an earlier attempt of this submission created it", job_id)
+            if not self.hook.create_job(plan.job):
+                # JobExists for an id that was free a moment ago: the SDK retried a create the service had accepted.
+                self.log.info("Job %s exists already: an earlier attempt of this submission created it", job_id)
         except Exception as err:
             raise self.hook.explain(err) from err
         return self._finish_submission(job_id, plan.task)
 
     def reattach(self, job: ExistingJob) -> SubmittedRun:
-        from azure.core.exceptions import ResourceNotFoundError
-
         job_id, _ = split_run_id(job.run_id)
-        try:
-            self.hook.client.get_task(job_id, TASK_ID, select=["id"])
-            task = None
-        except ResourceNotFoundError:  # the try that created the job died before adding its task
-            task = self._plan(job_id).task
+        # The try that created the job may have died before adding its task.
+        task = None if self.hook.find_task(job.run_id) is not None else self._plan(job_id).task
         return self._finish_submission(job_id, task)
 
     def _finish_submission(self, job_id: str, task: dict[str, Any] | None) -> SubmittedRun:
         """Add the task (unless it is there) and let the job end with it. Safe to repeat."""
-        from azure.batch import models
-        from azure.core.exceptions import ResourceExistsError
-
-        client = self.hook.client
         try:
             if task is not None:
-                try:
-                    client.create_task(job_id, models.BatchTaskCreateOptions(task))
-                except ResourceExistsError as err:
-                    if getattr(err.error, "code", None) != "TaskExists":
-                        raise
+                self.hook.add_task(job_id, task)
             # Created with noaction: a job with no tasks counts as complete, so terminatejob could end it early.
-            client.update_job(job_id, models.BatchJobUpdateOptions({"onAllTasksComplete": "terminatejob"}))
+            self.hook.end_job_with_its_tasks(job_id)
         except Exception as err:
             if not is_transient(err):  # a transient fault leaves the job for the retry to find and finish
                 self._remove_job(job_id)
             raise self.hook.explain(err) from err
-        return SubmittedRun(f"{job_id}/{TASK_ID}", job_id, self.hook.monitor_url(job_id))
+        return SubmittedRun(f"{job_id}/{TASK_ID}", job_id, AzureBatchJobLink.url(self.hook, job_id))
 
     def _remove_job(self, job_id: str) -> None:
         """Leave nothing behind when the submission could not be completed."""
         self.log.warning("Submission of job %s failed part-way; deleting the job", job_id)
         try:
-            self.hook.client.begin_delete_job(job_id, polling_interval=1)
+            self.hook.delete_job(job_id)
         except Exception as err:
             self.log.error("Could not delete job %s: %s. Delete it in the Azure portal.", job_id, err)
-
-    def read_state(self, run_id: str) -> RunState:
-        return self.hook.get_run_state(run_id)
-
-    def cancel(self, run_id: str) -> None:
-        self.hook.terminate_run(run_id)
 
     def mark_watched(self, run_id: str) -> None:
         self.hook.mark_watched(run_id, "worker")
 
-    def make_trigger(self, run: SubmittedRun, deadline: float | None) -> AzureBatchJobTrigger:
-        return AzureBatchJobTrigger(
-            run_id=run.run_id,
-            job_name=run.job_name,
-            azure_batch_conn_id=self.azure_batch_conn_id,
-            **self.polling_kwargs(deadline),
-        )
+    def read_state(self, run_id: str) -> RunState:
+        return decode_task(run_id, *self.hook.read_run(run_id))
+
+    def cancel(self, run_id: str) -> None:
+        self.hook.terminate_run(run_id)
 
     def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
         """The end of the task's output into the task log: on failure the last lines of ``stderr.txt`` (of
         ``stdout.txt`` when ``stderr.txt`` has none to give), on success with ``fetch_logs`` those of
         ``stdout.txt``. A file that cannot be read is a warning; the outcome stands."""
+        files: tuple[str, ...]
         if status is RunStatus.FAILED:
-            files, log = ("stderr.txt", "stdout.txt"), self.log.error
+            files, write = ("stderr.txt", "stdout.txt"), self.log.error
         elif status is RunStatus.SUCCESS and self.fetch_logs:
-            files, log = ("stdout.txt",), self.log.info
+            files, write = ("stdout.txt",), self.log.info
         else:
             return ""
         try:
@@ -331,13 +222,20 @@ class AzureBatchJobOperator(PolysyncJobOperator):
         where = f" (task page: {task_url})" if task_url else ""
         for file_name in files:
             try:
-                tail = self.hook.download_tail(run_id, file_name)
+                lines = self.hook.tail_log(run_id, file_name, self.log_tail_lines)
             except Exception as err:
-                self.log.warning("Could not read %s of run %s: %s%s", file_name, run_id, file_read_problem(err), where)
+                self.log.warning("Could not read %s of run %s: %s%s", file_name, run_id, log_read_problem(err), where)
                 continue
-            lines = tail.splitlines()[-OUTPUT_TAIL_LINES:]
             if lines:
-                log("Last %d line(s) of %s of run %s%s:\n%s", len(lines), file_name, run_id, where, "\n".join(lines))
+                write("Last %d line(s) of %s of run %s%s:\n%s", len(lines), file_name, run_id, where, "\n".join(lines))
                 return ""
             self.log.info("%s of run %s is empty%s", file_name, run_id, where)
         return ""
+
+    def make_trigger(self, run: SubmittedRun, deadline: float | None) -> AzureBatchJobTrigger:
+        return AzureBatchJobTrigger(
+            run_id=run.run_id,
+            job_name=run.job_name,
+            azure_batch_conn_id=self.azure_batch_conn_id,
+            **asdict(replace(self.polling, deadline=deadline)),
+        )

@@ -5,21 +5,22 @@ from __future__ import annotations
 import re
 import time
 from abc import abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
 from polysync_airflow.compat import AirflowException, AirflowFailException
 from polysync_airflow.links.base import PolysyncRunLink
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey, choose_job_to_adopt
-from polysync_airflow.polling import (
-    DEFAULT_OUTAGE_WINDOW,
-    DEFAULT_UNKNOWN_GRACE_PERIOD,
+from polysync_airflow.run_watch import (
+    PollingSettings,
     RunWatch,
+    backoff_seconds,
     describe_error,
-    is_transient,
-    watch_run_sync,
+    quietly,
+    timed_out_state,
 )
 from polysync_airflow.status import RunState, RunStatus
 from polysync_airflow.triggers.base import PolysyncJobTrigger
@@ -55,30 +56,50 @@ class PolysyncJobOperator(BaseOperator):
     (when ``cancel_on_kill``) and the task fails.
     """
 
-    link_class: type[PolysyncRunLink]
+    link_class: ClassVar[type[PolysyncRunLink]]
+    """The link to the run's job, stored as soon as it is submitted."""
+    log_tail_lines: ClassVar[int]
+    """How many of the last lines of the job's output the task log shows."""
 
     def __init__(
         self,
         *,
         deferrable: bool = True,
-        poll_interval: float = 30,
-        cancel_on_kill: bool = True,
-        unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
-        outage_window: float = DEFAULT_OUTAGE_WINDOW,
+        poll_interval: float = PollingSettings.poll_interval,
+        cancel_on_kill: bool = PollingSettings.cancel_on_kill,
+        unknown_grace_period: float = PollingSettings.unknown_grace_period,
+        outage_window: float = PollingSettings.outage_window,
         fetch_logs: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.deferrable = deferrable
-        self.poll_interval = float(poll_interval)
-        self.cancel_on_kill = cancel_on_kill
-        self.unknown_grace_period = float(unknown_grace_period)
-        self.outage_window = float(outage_window)
+        self.polling = PollingSettings(
+            poll_interval=poll_interval,
+            unknown_grace_period=unknown_grace_period,
+            outage_window=outage_window,
+            cancel_on_kill=cancel_on_kill,
+        )
         self.fetch_logs = fetch_logs
         self._submitted: SubmittedRun | None = None
         self._finished = False
 
+    @property
+    def poll_interval(self) -> float:
+        return self.polling.poll_interval
+
+    @poll_interval.setter
+    def poll_interval(self, seconds: float) -> None:
+        """Settable after construction (``polysync_airflow.testing.dags.poll_fast`` does)."""
+        self.polling = replace(self.polling, poll_interval=seconds)
+
     # -- what a platform provides ------------------------------------------------------------------
+
+    @staticmethod
+    @abstractmethod
+    def is_transient(err: BaseException) -> bool:
+        """Whether a fault of the platform heals (``statuses/<platform>.py``): a submit is retried, a watch rides
+        it out."""
 
     @abstractmethod
     def prepare(self, context: Context, key: TaskInstanceKey) -> None:
@@ -119,19 +140,9 @@ class PolysyncJobOperator(BaseOperator):
         the run goes on). Platforms with more links than the job's add theirs."""
         self.link_class.persist(context, run.monitor_url)
 
-    def polling_kwargs(self, deadline: float | None) -> dict[str, Any]:
-        """The trigger arguments every platform shares."""
-        return {
-            "poll_interval": self.poll_interval,
-            "unknown_grace_period": self.unknown_grace_period,
-            "deadline": deadline,
-            "cancel_on_kill": self.cancel_on_kill,
-            "outage_window": self.outage_window,
-        }
-
     @abstractmethod
     def make_trigger(self, run: SubmittedRun, deadline: float | None) -> PolysyncJobTrigger:
-        """The trigger that waits for ``run`` in the triggerer."""
+        """The trigger that waits for ``run`` in the triggerer: the operator's polling settings with ``deadline``."""
 
     # -- the shared flow -----------------------------------------------------------------------------
 
@@ -143,22 +154,18 @@ class PolysyncJobOperator(BaseOperator):
         if self.deferrable:
             deadline = time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
             self.defer(trigger=self.make_trigger(run, deadline), method_name="execute_complete")
-        marked = False
+        # deferrable=False: the worker polls (execution_timeout kills it, and on_kill stops the run).
+        watch = RunWatch(run.run_id, self.log, self.polling, self.is_transient)
 
-        def poll() -> RunState:
-            nonlocal marked
+        def next_state() -> RunState:
             state = self.read_state(run.run_id)
-            if state.status is RunStatus.RUNNING and not marked:
-                marked = True
-                try:
+            if watch.first_seen_running(state):
+                with quietly(self.log, f"mark run {run.run_id} as watched"):
                     self.mark_watched(run.run_id)
-                except Exception as err:  # the mark only guards reattaching; polling goes on without it
-                    self.log.warning("Could not mark run %s as watched: %s", run.run_id, describe_error(err))
             return state
 
-        watch = RunWatch(run.run_id, self.unknown_grace_period, self.log, self.outage_window, self.poll_interval)
         try:
-            state, timed_out = watch_run_sync(poll, watch, self.poll_interval, None)
+            state, timed_out = watch_in_worker(next_state, watch)
         except BaseException:
             self._cancel_after_interruption()
             raise
@@ -176,7 +183,7 @@ class PolysyncJobOperator(BaseOperator):
             try:
                 run = self.submit(key)
             except Exception as err:
-                if not is_transient(err) or attempt == SUBMIT_ATTEMPTS:
+                if not self.is_transient(err) or attempt == SUBMIT_ATTEMPTS:
                     raise
                 self.log.warning(
                     "Submitting failed (attempt %d of %d): %s. Checking whether the service accepted it anyway",
@@ -239,14 +246,30 @@ class PolysyncJobOperator(BaseOperator):
         raise AirflowException(f"Run {run.run_id} ended with status {status.value}: {message} {where}")
 
     def _cancel_after_interruption(self) -> None:
-        if self.cancel_on_kill and self._submitted is not None and not self._finished:
+        if self.polling.cancel_on_kill and self._submitted is not None and not self._finished:
             self._finished = True
             self.log.info("Cancelling run %s", self._submitted.run_id)
-            try:
+            with quietly(self.log, f"cancel run {self._submitted.run_id}"):
                 self.cancel(self._submitted.run_id)
-            except Exception as err:
-                self.log.warning("Could not cancel run %s: %s", self._submitted.run_id, err)
 
     def on_kill(self) -> None:
         """The worker is being killed while it polls (``deferrable=False``): stop the job too."""
         self._cancel_after_interruption()
+
+
+def watch_in_worker(
+    read_state: Callable[[], RunState], watch: RunWatch, deadline: float | None = None
+) -> tuple[RunState, bool]:
+    """Poll until the run is over or its deadline (epoch seconds) passes; returns (state, timed_out). Sleeps the
+    poll interval between reads; after a failed read, the backoff from 1 s (or the interval, if shorter)."""
+    interval = watch.settings.poll_interval
+    while True:
+        try:
+            final, wait = watch.observe(read_state()), interval
+        except Exception as err:
+            final, wait = watch.poll_failed(err), backoff_seconds(watch.failures, first=min(interval, 1.0))
+        if final is not None:
+            return final, False
+        if deadline is not None and time.time() >= deadline:
+            return timed_out_state(watch.run_id, deadline), True
+        time.sleep(wait if deadline is None else max(0.0, min(wait, deadline - time.time())))

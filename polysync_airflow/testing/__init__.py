@@ -7,6 +7,16 @@ share of the requests with throttling, 5xx, connection resets or delays. Use the
 or through the pytest fixtures this package registers (``local_aws_batch``, ``polysync_connect_aws``,
 ``polysync_aws_conn``, the Azure ones alike, and the opt-in ``polysync_airflow_home`` /
 ``polysync_airflow_db``: see :mod:`polysync_airflow.testing.pytest_plugin`).
+
+Layout of the emulators (as moto keeps models apart from responses), the same for both platforms:
+
+- ``aws_batch.py`` / ``azure_batch.py``: the protocol and the endpoint class (routing, request parsing,
+  answer bodies, paging, errors on the wire; Azure's SharedKey check); ``aws_logs.py``: CloudWatch Logs.
+- ``*_batch_model.py``: the state and the operations, with the platform's rules and error messages.
+- ``*_batch_lifecycle.py``: how a job (AWS) or task (Azure) runs: states, pace, processes, ending early.
+- ``*_batch_resources.py``: the records (job, queue, definition; job, task) and how the platform shows them.
+- shared: ``_emulator.py`` (model and endpoint bases: runner, lock, pace, waiting, stopping), ``_http.py``
+  (loopback server, request log, injected faults), ``runner.py`` (local processes and their output).
 """
 
 from polysync_airflow.testing.aws_batch import LocalAwsBatch

@@ -1,4 +1,5 @@
-"""A loopback HTTP server base for the local endpoints: free port, background thread, request log."""
+"""HTTP plumbing of the local endpoints and the fault proxy: a loopback server on a free port in a background
+thread, the request and response records the endpoints dispatch, a request log and injected faults."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -82,13 +83,47 @@ class _Server(ThreadingHTTPServer):
     endpoint: LocalHttpEndpoint
 
 
-class LocalHttpEndpoint:
-    """Base of the local endpoints: ``with Endpoint() as ep: ep.url`` serves on 127.0.0.1."""
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port by default): ``with Server() as s: s.url``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._address = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadingHTTPServer | None = None
+
+    def _make_server(self, address: tuple[str, int]) -> ThreadingHTTPServer:  # pragma: no cover - overridden
+        """A server bound to ``address`` whose handler can reach this object."""
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, f"{type(self).__name__} not started"
+        host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET address: (host, port)
+        return f"http://{host}:{port}"
+
+    def start(self) -> Self:
+        self._server = self._make_server(self._address)
+        threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LocalHttpEndpoint(LoopbackServer):
+    """Base of the local endpoints: each request is recorded, then answered by :meth:`dispatch`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self._log_lock = threading.Lock()
         self.requests: list[str] = []
         """One entry per request received (operation name or ``METHOD path``), for tests."""
@@ -96,11 +131,10 @@ class LocalHttpEndpoint:
         self.on_request: Callable[[str], None] | None = None
         """Called (in the server thread) with each entry before the request is answered."""
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "endpoint not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def _make_server(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        server = _Server(address, _Handler)
+        server.endpoint = self
+        return server
 
     def record(self, entry: str) -> None:
         with self._log_lock:
@@ -138,22 +172,3 @@ class LocalHttpEndpoint:
 
     def dispatch(self, request: Request) -> Response:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    def start(self) -> LocalHttpEndpoint:
-        self._server = _Server(self._address, _Handler)
-        self._server.endpoint = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlparse
 
+from polysync_airflow.testing._http import LoopbackServer
+
 FAULT_KINDS = ("throttle", "500", "503", "reset", "reset_after", "delay")
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 _Answer = tuple[int, dict[str, str], bytes]
@@ -134,7 +136,7 @@ class _Server(ThreadingHTTPServer):
     proxy: FaultProxy
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """A threaded loopback reverse proxy to ``upstream_url`` that faults ``fault_rate`` of the requests.
 
     Each request draws from ``random.Random(seed)``: pass, or one of ``kinds`` (equally likely). ``delay``
@@ -153,6 +155,7 @@ class FaultProxy:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host, port)
         unknown = set(kinds) - set(FAULT_KINDS)
         if unknown or not kinds:
             raise ValueError(f"kinds must be a non-empty subset of {FAULT_KINDS}, not {list(kinds)}")
@@ -162,14 +165,6 @@ class FaultProxy:
         self.counts: Counter[str] = Counter()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self._address = (host, port)
-        self._server: _Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "proxy not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def faults(self) -> int:
@@ -191,20 +186,7 @@ class FaultProxy:
             return kind, (_aws_error(*_AWS_ERRORS[kind]) if aws else _azure_error(*_AZURE_ERRORS[kind]))
         return kind, None
 
-    def start(self) -> FaultProxy:
-        self._server = _Server(self._address, _Handler)
-        self._server.proxy = self
-        threading.Thread(target=self._server.serve_forever, name="FaultProxy", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _make_server(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        server = _Server(address, _Handler)
+        server.proxy = self
+        return server

@@ -87,6 +87,19 @@ def polysync_airflow_db(polysync_airflow_home: AirflowHome) -> AirflowHome:
     return polysync_airflow_home
 
 
+def _connector(
+    monkeypatch: pytest.MonkeyPatch, connection_env: Callable[..., dict[str, str]], endpoint: Any, default_conn_id: str
+) -> Callable[..., str]:
+    """``connect(conn_id=default_conn_id, **options) -> conn_id``: the connection to ``endpoint`` for this test."""
+
+    def connect(conn_id: str = default_conn_id, **options: Any) -> str:
+        for name, value in connection_env(conn_id, endpoint, **options).items():
+            monkeypatch.setenv(name, value)
+        return conn_id
+
+    return connect
+
+
 @pytest.fixture
 def local_aws_batch() -> Iterator[LocalAwsBatch]:
     with LocalAwsBatch() as endpoint:
@@ -99,12 +112,7 @@ def polysync_connect_aws(local_aws_batch: LocalAwsBatch, monkeypatch: pytest.Mon
     to ``local_aws_batch`` under ``conn_id`` for this test (it hides a connection of that id defined elsewhere);
     returns ``conn_id``."""
 
-    def connect(conn_id: str = "aws_default", **options: Any) -> str:
-        for name, value in aws_connection_env(conn_id, local_aws_batch, **options).items():
-            monkeypatch.setenv(name, value)
-        return conn_id
-
-    return connect
+    return _connector(monkeypatch, aws_connection_env, local_aws_batch, "aws_default")
 
 
 @pytest.fixture
@@ -123,12 +131,7 @@ def polysync_connect_azure(local_azure_batch: LocalAzureBatch, monkeypatch: pyte
     """``connect(conn_id="azure_batch_default", key=None, conn_type="azure_batch", **extra)``: a connection to
     ``local_azure_batch`` under ``conn_id`` for this test; returns ``conn_id``."""
 
-    def connect(conn_id: str = "azure_batch_default", **options: Any) -> str:
-        for name, value in azure_connection_env(conn_id, local_azure_batch, **options).items():
-            monkeypatch.setenv(name, value)
-        return conn_id
-
-    return connect
+    return _connector(monkeypatch, azure_connection_env, local_azure_batch, "azure_batch_default")
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The local job runner both local endpoints share: real subprocesses, real exit codes, real output.
 
-It knows nothing of AWS or Azure words: the protocol front ends (``aws_batch.py``, ``azure_batch.py``)
-decide which states a job shows; the runner starts processes, captures stdout/stderr to files, enforces
-a time limit and kills on request.
+It knows nothing of AWS or Azure words: the platforms' life cycles (``aws_batch_lifecycle.py``,
+``azure_batch_lifecycle.py``) decide which states a job shows; the runner starts processes, captures
+stdout/stderr to files, enforces a time limit and kills on request.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ class LocalJobRunner:
         path = self.workdir / key.replace("/", "_").replace(":", "_")
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def output(self, key: str) -> tuple[str, str]:
+        """(stdout, stderr) of the last process run for ``key``: "" for a stream it has not written."""
+        run_dir = self.run_dir(key)
+        stdout, stderr = (run_dir / name for name in ("stdout.txt", "stderr.txt"))
+        return (stdout.read_text() if stdout.exists() else "", stderr.read_text() if stderr.exists() else "")
 
     def run_process(
         self,

@@ -10,6 +10,7 @@ import pytest
 
 from polysync_airflow import AwsBatchJobOperator
 from polysync_airflow.hooks.aws_batch import AwsBatchHook, NoLogStream
+from polysync_airflow.links.aws_batch import AwsBatchJobLogsLink
 from tests.integration.helpers import run_single_task
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -265,7 +266,7 @@ def test_the_log_group_comes_from_the_job_definition_when_the_job_does_not_say(l
     assert (from_job.group, from_job.region) == ("/polysync/grouped", "eu-west-1")
     assert hook.tail_log(from_job, 1) == ["two"]
     assert hook.tail_log(from_job) == ["one", "two"]
-    assert hook.logs_url(from_job).startswith(
+    assert AwsBatchJobLogsLink.url(hook, from_job).startswith(
         "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
     )
 

@@ -10,6 +10,7 @@ import pytest
 
 from polysync_airflow.hooks.aws_batch import CANCEL_REASON, AwsBatchHook
 from polysync_airflow.status import RunStatus
+from polysync_airflow.statuses.aws_batch import decode_job
 from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
 
 
@@ -142,7 +143,7 @@ def test_on_kill_terminates_the_running_job(local_aws_batch, polysync_aws_conn):
     job = local_aws_batch.wait_for_job(job_id)
     assert (job.status, job.status_reason) == ("FAILED", CANCEL_REASON)
     assert local_aws_batch.requests.count("terminatejob") == 1
-    assert AwsBatchHook(polysync_aws_conn).get_run_state(job_id).status is RunStatus.CANCELLED
+    assert decode_job(job_id, AwsBatchHook(polysync_aws_conn).read_run(job_id)).status is RunStatus.CANCELLED
 
 
 def test_on_kill_terminates_a_queued_job(local_aws_batch, polysync_aws_conn):
@@ -264,8 +265,8 @@ def test_verify_and_botocore_config_are_serialized_and_reach_the_client(local_aw
     assert again.serialize() == (classpath, kwargs)
 
     async def client_settings():
-        async with again.client() as client:
-            return client.meta.config.read_timeout
+        async with again.open_hook() as hook:
+            return hook.async_client.meta.config.read_timeout
 
     assert asyncio.run(client_settings()) == 7
     plain = AwsBatchJobTrigger(job_id="job-1", aws_conn_id=polysync_aws_conn, region_name="us-east-1")

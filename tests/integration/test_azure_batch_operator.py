@@ -1,20 +1,15 @@
-"""The Azure Batch operator and trigger through ``dag.test()`` against the local Azure Batch service,
-with the real azure-batch clients (sync in the operator, aio in the trigger)."""
+"""The Azure Batch operator through ``dag.test()`` against the local Azure Batch service, with the real
+azure-batch clients (sync in the operator, aio in the trigger). The trigger on its own: test_azure_batch_trigger.py."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from datetime import timedelta
 
 import pytest
 
 from polysync_airflow import AzureBatchJobOperator
-from polysync_airflow.hooks.azure_batch import CANCEL_REASON, AzureBatchHook
 from polysync_airflow.testing._http import Response
 from polysync_airflow.testing.connections import azure_connection_env
-from polysync_airflow.testing.dags import load_dag
-from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
 from tests.integration.helpers import run_example_dag, run_single_task, task_context
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -264,79 +259,6 @@ def test_a_task_add_lost_to_a_server_error_is_finished_by_the_retry(local_azure_
     assert "the service had accepted the failed-looking submission" in capsys.readouterr().out
 
 
-def test_trigger_serializes_only_ids_and_numbers(polysync_azure_conn):
-    trigger = AzureBatchJobTrigger(
-        run_id="job-1/polysync", job_name="job-1", azure_batch_conn_id=polysync_azure_conn, poll_interval=0.5
-    )
-    classpath, kwargs = trigger.serialize()
-    assert classpath == "polysync_airflow.triggers.azure_batch.AzureBatchJobTrigger"
-    assert kwargs == {
-        "run_id": "job-1/polysync",
-        "azure_batch_conn_id": polysync_azure_conn,
-        "job_name": "job-1",
-        "poll_interval": 0.5,
-        "unknown_grace_period": 120.0,
-        "deadline": None,
-        "cancel_on_kill": True,
-        "outage_window": 600.0,
-    }
-    assert AzureBatchJobTrigger(**json.loads(json.dumps(kwargs))).serialize() == (classpath, kwargs)
-
-
-def submit(conn_id: str, **parameters) -> str:
-    operator = AzureBatchJobOperator(
-        task_id="t", template_job_id="polysync-template", azure_batch_conn_id=conn_id, parameters=parameters
-    )
-    return operator.start_run(task_context()).run_id  # type: ignore[arg-type]
-
-
-async def first_event(trigger, timeout=30):
-    async def run():
-        async for event in trigger.run():
-            return event.payload
-
-    return await asyncio.wait_for(run(), timeout)
-
-
-def test_trigger_on_kill_terminates_the_task_then_the_job(local_azure_batch, polysync_azure_conn):
-    run_id = submit(polysync_azure_conn, SECONDS_TO_RUN=60)
-    job_id = run_id.split("/")[0]
-    trigger = AzureBatchJobTrigger(run_id=run_id, azure_batch_conn_id=polysync_azure_conn, poll_interval=0.05)
-
-    async def user_marks_failed():
-        task = asyncio.ensure_future(first_event(trigger))
-        while local_azure_batch.job(job_id).tasks["polysync"].state != "running":
-            await asyncio.sleep(0.02)
-        task.cancel()
-        await trigger.on_kill()
-
-    asyncio.run(user_marks_failed())
-    job = local_azure_batch.wait_for_job(job_id)
-    cancels = [r for r in local_azure_batch.requests if r.endswith("/terminate")]
-    assert cancels == [f"POST /jobs/{job_id}/tasks/polysync/terminate", f"POST /jobs/{job_id}/terminate"]
-    assert job.tasks["polysync"].state == "completed"
-    state = AzureBatchHook(polysync_azure_conn).get_run_state(run_id)
-    assert state.status.value == "Cancelled"
-    # terminating the task ended the job (its only task): the job terminate then got JobCompleted, a success
-    assert job.terminate_reason in ("AllTasksComplete", CANCEL_REASON)
-
-
-def test_trigger_resumes_after_a_restart(local_azure_batch, polysync_azure_conn):
-    run_id = submit(polysync_azure_conn, SECONDS_TO_RUN=1)
-    trigger = AzureBatchJobTrigger(run_id=run_id, azure_batch_conn_id=polysync_azure_conn, poll_interval=0.05)
-
-    async def interrupted():
-        task = asyncio.ensure_future(first_event(trigger))
-        await asyncio.sleep(0.5)
-        task.cancel()
-
-    asyncio.run(interrupted())
-    _classpath, kwargs = trigger.serialize()
-    event = asyncio.run(first_event(AzureBatchJobTrigger(**kwargs)))
-    assert event["status"] == "Success"
-    assert [r for r in writes(local_azure_batch) if "terminate" in r or r == "POST /jobs"] == ["POST /jobs"]
-
-
 def test_operator_on_kill_in_the_worker(local_azure_batch, polysync_azure_conn):
     operator = AzureBatchJobOperator(
         task_id="t",
@@ -350,35 +272,6 @@ def test_operator_on_kill_in_the_worker(local_azure_batch, polysync_azure_conn):
     job_id = operator._submitted.run_id.split("/")[0]
     local_azure_batch.wait_for_job(job_id)
     assert operator.read_state(operator._submitted.run_id).status.value == "Cancelled"
-
-
-def test_discovery_follows_every_page(local_azure_batch, polysync_azure_conn, capsys, tmp_path):
-    from polysync_airflow.cli import main
-
-    for i in range(12):
-        local_azure_batch.add_job(
-            {"id": f"template-{i:02d}", "displayName": f"Template {i}", "poolInfo": {"poolId": "polysync-pool"}}
-        )
-    local_azure_batch.page_size = 5
-    templates = AzureBatchHook(polysync_azure_conn).list_job_templates()
-    assert len(templates) == 15
-    assert (
-        templates[3].id == "template-00"
-        and templates[3].display_name == "Template 0"
-        and templates[3].state == "active"
-    )
-    pages = [r for r in local_azure_batch.requests if r == "GET /jobs"]
-    assert len(pages) == 3
-
-    capsys.readouterr()  # what the hook logged above (Airflow 3.1 warns on stdout about the conn type)
-    assert main(["discover", "azure-batch", "--conn-id", polysync_azure_conn, "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert {"id": "template-11", "display_name": "Template 11", "state": "active"} in printed
-
-    dag_file = tmp_path / "azure_templates.py"
-    assert main(["discover", "azure-batch", "--conn-id", polysync_azure_conn, "--dag-file", str(dag_file)]) == 0
-    tasks = load_dag(dag_file, "azure_templates").tasks
-    assert len(tasks) == 15 and {t.template_job_id for t in tasks} >= {"polysync-template", "template-05"}
 
 
 def test_the_example_dag_runs_to_success(local_azure_batch, monkeypatch):

@@ -62,7 +62,7 @@ def test_aws_answer_lost_and_try_died_the_retry_adopts_the_job(local_aws_batch, 
         AwsBatchJobOperator,
         job_definition="polysync-job",
         aws_conn_id=polysync_aws_conn,
-        parameters={"seconds": 5},  # still running when try 2 looks: a finished job is never adopted
+        parameters={"seconds": 15},  # still running when try 2 looks (a finished job is never adopted)
         **RETRY_ONCE,
     )
     assert (dag_run.state, ti.try_number) == ("success", 2)

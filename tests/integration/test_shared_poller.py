@@ -9,7 +9,7 @@ import pytest
 
 from polysync_airflow.hooks.aws_batch import AwsBatchHook
 from polysync_airflow.operators.azure_batch import AzureBatchJobOperator
-from polysync_airflow.poller import StatusPoller
+from polysync_airflow.shared_poller import SharedPoller
 from polysync_airflow.testing._http import Response
 from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
 from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
@@ -56,7 +56,7 @@ def test_runs_with_different_ends_each_get_their_own_outcome(local_aws_batch, po
         *zip(slow, range(10, 14), strict=True),
     ]
     assert [e["status"] for e in events] == ["Success"] + ["Failed"] * 7
-    assert not StatusPoller._shared  # the last trigger closed the poller and its client
+    assert not SharedPoller._shared  # the last trigger closed the poller and its client
 
 
 @pytest.mark.parametrize("runs", [99, 100, 101])
@@ -88,7 +88,7 @@ def test_runs_join_late_and_leave_early_without_disturbing_the_others(local_aws_
     events = asyncio.run(scenario())
     assert [e["run_id"] for e in events] == first[1:] + late
     assert {e["status"] for e in events} == {"Success"}
-    assert not StatusPoller._shared
+    assert not SharedPoller._shared
 
 
 def test_a_failed_poll_reaches_every_waiting_trigger(local_aws_batch, polysync_aws_conn):

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from polysync_airflow.hooks.aws_batch import array_counts, array_size, child_index, decode_job, format_array_progress
-from polysync_airflow.operators.aws_batch import child_failure_text, failed_children_text
-from polysync_airflow.polling import RunWatch
+from polysync_airflow.operators.aws_batch import child_failure_text, child_index, failed_children_text
+from polysync_airflow.run_watch import PollingSettings, RunWatch
 from polysync_airflow.status import RunStatus
+from polysync_airflow.statuses.aws_batch import array_counts, array_size, decode_job, format_array_progress
 
 
 def parent(status: str = "RUNNING", size: int = 100, **summary: int) -> dict:
@@ -73,7 +73,7 @@ def lines_of_watch() -> tuple[RunWatch, list[str]]:
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
     logger.addHandler(handler)
-    return RunWatch("p", 10.0, logger), lines
+    return RunWatch("p", logger, PollingSettings(unknown_grace_period=10.0)), lines
 
 
 def test_a_change_of_progress_is_logged_once_and_repeats_add_nothing():

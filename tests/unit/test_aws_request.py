@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from polysync_airflow.operators.aws_batch import build_submit_job_request, job_name_for
 from polysync_airflow.ownership import TaskInstanceKey
+from polysync_airflow.requests.aws_batch import build_submit_job_request, job_name_for
 from polysync_airflow.validation import PolysyncValidationError
 
 BASE = {"job_name": "Polysync-x", "job_definition": "etl", "job_queue": "q"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from polysync_airflow.hooks.aws_batch import CANCEL_REASON, decode_job
-from polysync_airflow.status import RunStatus
+from polysync_airflow.status import CANCEL_REASON, RunStatus
+from polysync_airflow.statuses.aws_batch import STATUS_TABLE, decode_job
 
 
 @pytest.mark.parametrize(
@@ -88,12 +88,12 @@ def test_no_reason_and_no_exit_code_gives_an_empty_message():
     assert decode_job("j", {"status": "RUNNING"}).message == ""
 
 
-def test_run_status_values_are_the_contract():
-    assert [s.value for s in RunStatus] == [
-        "Starting",
-        "Running",
-        "Success",
-        "Failed",
-        "Cancelled",
-        "Unknown",
+def test_the_table_reads_like_the_seeds():
+    rows = [(row.states, row.condition.__name__, row.status.value) for row in STATUS_TABLE]
+    assert rows == [
+        ("SUBMITTED / PENDING / RUNNABLE / STARTING / RUNNING", "always", "Running"),
+        ("SUCCEEDED", "always", "Success"),
+        ("FAILED", "has_a_cancellation_reason", "Cancelled"),
+        ("FAILED", "always", "Failed"),
+        ("(any other)", "always", "Unknown"),
     ]

@@ -1,4 +1,4 @@
-"""The Azure hook's connection settings and monitor link (no requests)."""
+"""The Azure hook's connection settings and the links built from them (no requests)."""
 
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ def test_task_portal_link(monkeypatch):
     h = hook(
         monkeypatch, account_url="https://acct.westeurope.batch.azure.com", subscription_id="sub", resource_group="rg"
     )
-    assert h.task_url("job 1/polysync") == (
+    assert AzureBatchTaskLink.url(h, "job 1/polysync") == (
         "https://portal.azure.com/#resource/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Batch/"
         "batchAccounts/acct/jobs/job%201/tasks/polysync"
     )
-    assert h.task_url("job 1/polysync") == h.monitor_url("job 1") + "/tasks/polysync"
+    assert AzureBatchTaskLink.url(h, "job 1/polysync") == AzureBatchJobLink.url(h, "job 1") + "/tasks/polysync"
 
 
 @pytest.mark.parametrize(
@@ -57,14 +57,14 @@ def test_task_portal_link(monkeypatch):
 )
 def test_task_link_templates(monkeypatch, capsys, caplog, extra, expected):
     h = hook(monkeypatch, account_url="https://a.x.batch.azure.com", **extra)
-    assert h.task_url("j/t") == expected
+    assert AzureBatchTaskLink.url(h, "j/t") == expected
     if not expected:
         assert "task_link_template" in caplog.text + capsys.readouterr().out
 
 
 def test_missing_link_settings_give_no_task_link(monkeypatch, capsys, caplog):
     h = hook(monkeypatch, account_url="https://a.x.batch.azure.com", subscription_id="s")
-    assert h.task_url("j/t") == ""
+    assert AzureBatchTaskLink.url(h, "j/t") == ""
     assert "No Azure portal link for task j/t: set 'resource_group' in the extra of connection az_test" in (
         caplog.text + capsys.readouterr().out
     )
@@ -84,7 +84,7 @@ def test_portal_link(monkeypatch, conn_type):
         subscription_id="sub",
         resource_group="rg",
     )
-    assert h.monitor_url("job 1") == (
+    assert AzureBatchJobLink.url(h, "job 1") == (
         "https://portal.azure.com/#resource/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Batch/"
         "batchAccounts/acct/jobs/job%201"
     )
@@ -99,7 +99,7 @@ def test_account_from_the_url_when_there_is_no_login(monkeypatch):
         subscription_id="s",
         resource_group="r",
     )
-    assert h.account_name == "myacct" and "/batchAccounts/myacct/jobs/j" in h.monitor_url("j")
+    assert h.account_name == "myacct" and "/batchAccounts/myacct/jobs/j" in AzureBatchJobLink.url(h, "j")
 
 
 def test_prefixed_extra_keys_are_read(monkeypatch):
@@ -113,7 +113,7 @@ def test_custom_template(monkeypatch):
         account_url="https://a.x.batch.azure.com",
         monitor_link_template="https://batch.example/{account}/{job_id}",
     )
-    assert h.monitor_url("j") == "https://batch.example/acct/j"
+    assert AzureBatchJobLink.url(h, "j") == "https://batch.example/acct/j"
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_custom_template(monkeypatch):
 )
 def test_missing_link_settings_warn_and_give_no_link(monkeypatch, capsys, caplog, extra, missing):
     h = hook(monkeypatch, account_url="https://a.x.batch.azure.com", **extra)
-    assert h.monitor_url("j") == ""
+    assert AzureBatchJobLink.url(h, "j") == ""
     assert f"set {missing} in the extra of connection az_test" in caplog.text + capsys.readouterr().out
 
 

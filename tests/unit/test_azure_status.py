@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from azure.batch import models
 
-from polysync_airflow.hooks.azure_batch import CANCEL_REASON, decode_task
-from polysync_airflow.status import RunStatus
+from polysync_airflow.status import CANCEL_REASON, RunStatus
+from polysync_airflow.statuses.azure_batch import STATUS_TABLE, decode_task
 
 RUN = "job-1/polysync"
 
@@ -90,3 +90,18 @@ def test_all_tasks_complete_is_not_a_cancel():
 def test_wall_clock_expiry_is_a_failure_that_says_so():
     state = decode_task(RUN, task("completed", 143, FAILURE), job(terminateReason="MaxWallClockTimeExpiry"))
     assert state.status is RunStatus.FAILED and "maxWallClockTime" in state.message
+
+
+def test_the_table_reads_like_the_seeds():
+    """The seed's rows, and the two it leaves out (a user's cancel, a job that cannot be scheduled)."""
+    rows = [(row.states, row.condition.__name__, row.status.value) for row in STATUS_TABLE]
+    assert rows == [
+        ("active / preparing", "job_terminated_by_a_user", "Cancelled"),
+        ("active / preparing", "job_cannot_be_scheduled", "Failed"),
+        ("active / preparing", "always", "Starting"),
+        ("running", "always", "Running"),
+        ("completed", "task_terminated", "Cancelled"),
+        ("completed", "exit_code_0_without_failure", "Success"),
+        ("completed", "always", "Failed"),
+        ("(any other)", "always", "Unknown"),
+    ]

@@ -7,11 +7,11 @@ import logging
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from polysync_airflow.hooks.aws_batch import existing_job as aws_existing_job
-from polysync_airflow.hooks.azure_batch import existing_job as azure_existing_job
-from polysync_airflow.hooks.azure_batch import watched_metadata
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey, choose_job_to_adopt
-from polysync_airflow.polling import is_transient
+from polysync_airflow.statuses import aws_batch, azure_batch
+from polysync_airflow.statuses.aws_batch import existing_job as aws_existing_job
+from polysync_airflow.statuses.azure_batch import existing_job as azure_existing_job
+from polysync_airflow.statuses.azure_batch import watched_metadata
 
 LOG = logging.getLogger("test")
 
@@ -106,4 +106,5 @@ def test_azure_watched_mark_keeps_other_metadata_and_is_written_once():
 
 def test_an_airflow_exception_is_not_a_transient_service_fault():
     assert AirflowException.status_code == 500  # a class attribute that must not read as an HTTP answer
-    assert not is_transient(AirflowException("Azure Batch request failed: InvalidPropertyValue"))
+    for is_transient in (aws_batch.is_transient, azure_batch.is_transient):
+        assert not is_transient(AirflowException("Azure Batch request failed: InvalidPropertyValue"))

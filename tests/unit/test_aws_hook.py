@@ -1,4 +1,4 @@
-"""The monitor link and the connection settings of the AWS hook."""
+"""The AWS hook's connection settings and the links built from them (no requests, but for two clients)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from polysync_airflow import AwsBatchJobOperator
 from polysync_airflow.hooks.aws_batch import AwsBatchHook, JobLogStream, log_stream_name
-from polysync_airflow.links.aws_batch import AwsBatchJobLink
+from polysync_airflow.links.aws_batch import AwsBatchJobLink, AwsBatchJobLogsLink
 
 
 def use_connection(monkeypatch, conn_id: str, conn_type: str = "aws", **extra) -> AwsBatchHook:
@@ -26,19 +26,19 @@ def test_link_name_and_xcom_key():
 
 def test_default_console_link(monkeypatch):
     hook = use_connection(monkeypatch, "aws_link", region_name="eu-west-1")
-    assert hook.monitor_url("1234-abcd") == (
+    assert AwsBatchJobLink.url(hook, "1234-abcd") == (
         "https://eu-west-1.console.aws.amazon.com/batch/home?region=eu-west-1#jobs/detail/1234-abcd"
     )
 
 
 def test_job_id_is_url_quoted(monkeypatch):
     hook = use_connection(monkeypatch, "aws_link", region_name="us-east-1")
-    assert hook.monitor_url("abc:1/x y").endswith("#jobs/detail/abc%3A1%2Fx%20y")
+    assert AwsBatchJobLink.url(hook, "abc:1/x y").endswith("#jobs/detail/abc%3A1%2Fx%20y")
 
 
 def test_the_region_argument_wins_over_the_connection(monkeypatch):
     use_connection(monkeypatch, "aws_link", region_name="eu-west-1")
-    assert "region=ap-south-1" in AwsBatchHook("aws_link", region_name="ap-south-1").monitor_url("j")
+    assert "region=ap-south-1" in AwsBatchJobLink.url(AwsBatchHook("aws_link", region_name="ap-south-1"), "j")
 
 
 def test_template_from_the_connection(monkeypatch):
@@ -49,7 +49,7 @@ def test_template_from_the_connection(monkeypatch):
         monitor_link_template="https://console.amazonaws-us-gov.com/batch/home?region={region}#jobs/detail/{job_id}",
     )
     assert (
-        hook.monitor_url("j-1")
+        AwsBatchJobLink.url(hook, "j-1")
         == "https://console.amazonaws-us-gov.com/batch/home?region=us-gov-west-1#jobs/detail/j-1"
     )
 
@@ -58,7 +58,7 @@ def test_a_broken_template_falls_back_to_the_console_and_warns(monkeypatch, capl
     hook = use_connection(
         monkeypatch, "aws_link", region_name="us-east-1", monitor_link_template="https://x/{account}/{job_id}"
     )
-    assert hook.monitor_url("j").startswith("https://us-east-1.console.aws.amazon.com/")
+    assert AwsBatchJobLink.url(hook, "j").startswith("https://us-east-1.console.aws.amazon.com/")
     logged = caplog.text + capsys.readouterr().out
     assert "monitor_link_template 'https://x/{account}/{job_id}' in connection aws_link is not usable" in logged
 
@@ -91,8 +91,6 @@ def test_hook_identity():
 
 
 def test_logs_link_name_and_xcom_key():
-    from polysync_airflow.links.aws_batch import AwsBatchJobLogsLink
-
     assert AwsBatchJobLogsLink.name == "AWS Batch Job Logs"
     assert AwsBatchJobLogsLink().xcom_key == "_link_AwsBatchJobLogsLink"
     assert AwsBatchJobLogsLink.name in {link.name for link in AwsBatchJobOperator.operator_extra_links}
@@ -103,7 +101,7 @@ def test_default_logs_console_link_quotes_group_and_stream_like_the_amazon_provi
 
     hook = use_connection(monkeypatch, "aws_logs", region_name="eu-west-1")
     log = JobLogStream("/aws/batch/job", "polysync-job/default/0b1c-2d", "eu-west-1")
-    url = hook.logs_url(log)
+    url = AwsBatchJobLogsLink.url(hook, log)
     assert url == (
         "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
         "#logsV2:log-groups/log-group/%2Faws%2Fbatch%2Fjob/log-events/polysync-job%2Fdefault%2F0b1c-2d"
@@ -120,13 +118,13 @@ def test_default_logs_console_link_quotes_group_and_stream_like_the_amazon_provi
 
 def test_logs_link_quotes_spaces_and_plus(monkeypatch):
     hook = use_connection(monkeypatch, "aws_logs", region_name="us-east-1")
-    url = hook.logs_url(JobLogStream("/my group+x", "a b", "us-east-1"))
+    url = AwsBatchJobLogsLink.url(hook, JobLogStream("/my group+x", "a b", "us-east-1"))
     assert url.endswith("#logsV2:log-groups/log-group/%2Fmy+group%2Bx/log-events/a+b")
 
 
 def test_logs_link_uses_the_streams_region(monkeypatch):
     hook = use_connection(monkeypatch, "aws_logs", region_name="us-east-1")
-    assert hook.logs_url(JobLogStream("g", "s", "ap-south-1")).startswith(
+    assert AwsBatchJobLogsLink.url(hook, JobLogStream("g", "s", "ap-south-1")).startswith(
         "https://ap-south-1.console.aws.amazon.com/cloudwatch/home?region=ap-south-1#"
     )
 
@@ -139,7 +137,7 @@ def test_logs_link_template_from_the_connection(monkeypatch):
         logs_link_template="https://console.amazonaws.cn/cloudwatch/home?region={region}"
         "#logsV2:log-groups/log-group/{log_group}/log-events/{log_stream}",
     )
-    assert hook.logs_url(JobLogStream("/aws/batch/job", "d/default/j", "cn-north-1")) == (
+    assert AwsBatchJobLogsLink.url(hook, JobLogStream("/aws/batch/job", "d/default/j", "cn-north-1")) == (
         "https://console.amazonaws.cn/cloudwatch/home?region=cn-north-1"
         "#logsV2:log-groups/log-group/%2Faws%2Fbatch%2Fjob/log-events/d%2Fdefault%2Fj"
     )
@@ -147,7 +145,9 @@ def test_logs_link_template_from_the_connection(monkeypatch):
 
 def test_a_broken_logs_template_falls_back_to_the_console_and_warns(monkeypatch, caplog, capsys):
     hook = use_connection(monkeypatch, "aws_logs", region_name="us-east-1", logs_link_template="https://x/{job_id}")
-    assert hook.logs_url(JobLogStream("g", "s", "us-east-1")).startswith("https://us-east-1.console.aws.amazon.com/")
+    assert AwsBatchJobLogsLink.url(hook, JobLogStream("g", "s", "us-east-1")).startswith(
+        "https://us-east-1.console.aws.amazon.com/"
+    )
     logged = caplog.text + capsys.readouterr().out
     assert "logs_link_template 'https://x/{job_id}' in connection aws_logs is not usable" in logged
 
@@ -186,7 +186,7 @@ def test_log_stream_name(job, stream):
 )
 def test_the_job_link_uses_the_console_of_the_regions_partition(monkeypatch, region, console):
     hook = use_connection(monkeypatch, "aws_partition", region_name=region)
-    assert hook.monitor_url("j:1") == f"{console}/batch/home?region={region}#jobs/detail/j%3A1"
+    assert AwsBatchJobLink.url(hook, "j:1") == f"{console}/batch/home?region={region}#jobs/detail/j%3A1"
 
 
 @pytest.mark.parametrize(
@@ -199,7 +199,7 @@ def test_the_job_link_uses_the_console_of_the_regions_partition(monkeypatch, reg
 )
 def test_the_logs_link_uses_the_console_of_the_streams_partition(monkeypatch, region, console):
     hook = use_connection(monkeypatch, "aws_partition", region_name=region)
-    assert hook.logs_url(JobLogStream("/aws/batch/job", "d/default/j 1", region)) == (
+    assert AwsBatchJobLogsLink.url(hook, JobLogStream("/aws/batch/job", "d/default/j 1", region)) == (
         f"{console}/cloudwatch/home?region={region}"
         "#logsV2:log-groups/log-group/%2Faws%2Fbatch%2Fjob/log-events/d%2Fdefault%2Fj+1"
     )
@@ -207,7 +207,7 @@ def test_the_logs_link_uses_the_console_of_the_streams_partition(monkeypatch, re
 
 def test_a_stream_in_another_region_gets_that_regions_partition(monkeypatch):
     hook = use_connection(monkeypatch, "aws_partition", region_name="cn-north-1")
-    assert hook.logs_url(JobLogStream("g", "s", "cn-northwest-1")).startswith(
+    assert AwsBatchJobLogsLink.url(hook, JobLogStream("g", "s", "cn-northwest-1")).startswith(
         "https://console.amazonaws.cn/cloudwatch/home?region=cn-northwest-1#"
     )
     assert hook.partition_of("moon-1") == "aws-cn"  # unknown to botocore: the client's own partition
@@ -230,15 +230,17 @@ def test_templates_from_the_connection_win_in_every_partition(monkeypatch, regio
         monitor_link_template="https://batch.example/{region}/{job_id}",
         logs_link_template="https://logs.example/{region}/{log_group}/{log_stream}",
     )
-    assert hook.monitor_url("j") == f"https://batch.example/{region}/j"
-    assert hook.logs_url(JobLogStream("g", "s", region)) == f"https://logs.example/{region}/g/s"
+    assert AwsBatchJobLink.url(hook, "j") == f"https://batch.example/{region}/j"
+    assert AwsBatchJobLogsLink.url(hook, JobLogStream("g", "s", region)) == f"https://logs.example/{region}/g/s"
 
 
 def test_a_broken_template_falls_back_to_the_partitions_console(monkeypatch):
     hook = use_connection(
         monkeypatch, "aws_partition", region_name="us-gov-west-1", monitor_link_template="https://x/{account}"
     )
-    assert hook.monitor_url("j").startswith("https://console.amazonaws-us-gov.com/batch/home?region=us-gov-west-1#")
+    assert AwsBatchJobLink.url(hook, "j").startswith(
+        "https://console.amazonaws-us-gov.com/batch/home?region=us-gov-west-1#"
+    )
 
 
 # -- the base hook's attributes (no longer shadowed) ---------------------------------------------------------------
@@ -271,7 +273,7 @@ def test_a_named_connection_that_is_not_defined_is_an_error(monkeypatch):
 
     monkeypatch.delenv("AIRFLOW_CONN_AWS_NIGHTLY", raising=False)
     with pytest.raises(AwsConnectionNotDefined) as err:
-        AwsBatchHook("aws_nightly").monitor_url("j")
+        AwsBatchJobLink.url(AwsBatchHook("aws_nightly"), "j")
     assert str(err.value).startswith("connection 'aws_nightly' is not defined: add it")
     assert "AIRFLOW_CONN_AWS_NIGHTLY" in str(err.value) and "\n" not in str(err.value)
 
@@ -292,7 +294,7 @@ def test_aws_default_alone_falls_back_to_the_default_credential_chain_logged_onc
 def test_no_connection_id_uses_the_default_credential_chain_without_a_lookup(monkeypatch):
     hook = AwsBatchHook(None, region_name="eu-west-1")
     assert (hook.conn_config.conn_type, hook.conn_config.aws_access_key_id) == (None, None)
-    assert hook.monitor_url("j").startswith("https://eu-west-1.console.aws.amazon.com/")
+    assert AwsBatchJobLink.url(hook, "j").startswith("https://eu-west-1.console.aws.amazon.com/")
 
 
 # -- a job queue or definition that does not exist ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The shared polling decisions: final states, the Unknown grace period, one log line per change."""
+"""The watch both platforms share: final states, the Unknown grace period, one log line per change."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import logging
 import time
 
-from polysync_airflow.polling import RunWatch, watch_run_async, watch_run_sync
+from polysync_airflow.operators.base import watch_in_worker
+from polysync_airflow.run_watch import PollingSettings, RunWatch
 from polysync_airflow.status import RunState, RunStatus
+from polysync_airflow.triggers.base import watch_in_triggerer
 
 
 class Lines(logging.Handler):
@@ -25,7 +27,7 @@ def watch(grace: float = 10.0) -> tuple[RunWatch, Lines]:
     logger.propagate = False
     handler = Lines()
     logger.addHandler(handler)
-    return RunWatch("run-1", grace, logger), handler
+    return RunWatch("run-1", logger, PollingSettings(poll_interval=0.001, unknown_grace_period=grace)), handler
 
 
 def state(status: RunStatus, native: str | None = None, message: str = "") -> RunState:
@@ -86,7 +88,7 @@ def test_sync_and_async_loops_agree_and_respect_the_deadline():
     states = [state(RunStatus.RUNNING, "RUNNING")] * 3 + [state(RunStatus.SUCCESS, "SUCCEEDED")]
 
     feed = iter(states)
-    final, timed_out = watch_run_sync(lambda: next(feed), watch()[0], 0.001, None)
+    final, timed_out = watch_in_worker(lambda: next(feed), watch()[0])
     assert (final.status, timed_out) == (RunStatus.SUCCESS, False)
 
     feed = iter(states)
@@ -94,8 +96,8 @@ def test_sync_and_async_loops_agree_and_respect_the_deadline():
     async def read():
         return next(feed)
 
-    final, timed_out = asyncio.run(watch_run_async(read, watch()[0], 0.001, None))
+    final, timed_out = asyncio.run(watch_in_triggerer(read, watch()[0]))
     assert (final.status, timed_out) == (RunStatus.SUCCESS, False)
 
-    final, timed_out = watch_run_sync(lambda: states[0], watch()[0], 0.01, time.time() + 0.05)
+    final, timed_out = watch_in_worker(lambda: states[0], watch()[0], time.time() + 0.05)
     assert timed_out and final.status is RunStatus.FAILED and "deadline" in final.message

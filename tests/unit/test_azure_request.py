@@ -1,11 +1,19 @@
-"""Job and task payload building, id and name validation for the Azure Batch job type (pure logic)."""
+"""The Azure Batch job and task built from the arguments and the template, and the rules of the arguments
+(pure logic)."""
 
 from __future__ import annotations
 
 import pytest
 
-from polysync_airflow.operators.azure_batch import BATCH_ID_RE, build_job_plan, environment_settings, job_id_for
 from polysync_airflow.ownership import TaskInstanceKey
+from polysync_airflow.requests.azure_batch import (
+    BATCH_ID_RE,
+    AzureRunRequest,
+    build_job_plan,
+    build_run_request,
+    environment_settings,
+    job_id_for,
+)
 from polysync_airflow.validation import PolysyncValidationError
 
 TEMPLATE = {
@@ -22,13 +30,8 @@ TEMPLATE = {
 
 def plan(template=TEMPLATE, **overrides):
     kwargs = {"command_line": None, "container_image": None, "container_run_options": None, **overrides}
-    return build_job_plan(
-        job_id="polysync-1",
-        display_name="dag.task",
-        template=template,
-        environment=[{"name": "A", "value": "1"}],
-        **kwargs,
-    )
+    request = AzureRunRequest(template_job_id="tmpl", environment=[{"name": "A", "value": "1"}], **kwargs)
+    return build_job_plan(request, job_id="polysync-1", display_name="dag.task", template=template)
 
 
 def test_clones_pool_constraints_and_task_defaults():
@@ -92,3 +95,27 @@ def test_bad_environment_names_are_named(name):
     with pytest.raises(PolysyncValidationError) as err:
         environment_settings({name: "x"})
     assert str(err.value).startswith(f"parameters[{name!r}]") and "environment variables" in str(err.value)
+
+
+def test_the_arguments_are_checked_and_kept_without_touching_the_operator():
+    request = build_run_request(
+        template_job_id="tmpl", parameters={"A": 1}, command_line="", container_image="img", container_run_options=""
+    )
+    assert request == AzureRunRequest("tmpl", [{"name": "A", "value": "1"}], None, "img", "")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field", "rule"),
+    [
+        ({"template_job_id": "bad id"}, "template_job_id", "must be a Batch job id"),
+        ({"template_job_id": None}, "template_job_id", "must be a Batch job id"),
+        ({"command_line": "x" * 8193}, "command_line", "at most 8192 characters"),
+        ({"container_image": 7}, "container_image", "must be a string"),
+        ({"container_run_options": ["--rm"]}, "container_run_options", "must be a string"),
+        ({"parameters": {"1A": "x"}}, "parameters['1A']", "environment variables"),
+    ],
+)
+def test_each_rule_names_the_argument_and_the_rule(arguments, field, rule):
+    with pytest.raises(PolysyncValidationError, match=rule) as err:
+        build_run_request(**{"template_job_id": "tmpl", **arguments})
+    assert err.value.field == field

@@ -1,34 +1,36 @@
-"""One status poller per platform connection in a triggerer: many runs, a few calls per interval.
+"""The shared poller: one per platform connection in a triggerer, many runs, a few calls per interval.
 
-Every trigger of one connection (and region or account) in one event loop shares a
-:class:`StatusPoller`. A trigger joins with its run id and poll interval and awaits the run's next
-status; the poller asks the service for every run that is due in as few calls as the API allows
-(AWS: DescribeJobs with up to 100 ids; Azure: one filtered job listing, then a task read only where
-needed), and hands each waiting trigger its own answer, or the error of the call that covered it.
+This module says how a trigger is paced. Every trigger of one connection (and region or account) in one
+event loop shares a :class:`SharedPoller`. A trigger joins with its run id and poll interval and awaits
+the run's next answer; the poller asks the service for every run that is due in as few calls as the API
+allows (the platform's reader, in ``triggers/<platform>.py``), and hands each waiting trigger its own
+answer, or the error of the call that covered it.
 
-Runs of one poll interval keep one beat: a run that joins is read at once (its first status comes
-without waiting), and from then on with every run of its interval at the beat, so N runs cost
-ceil(N / 100) calls per interval however spread out their joins were (tasks defer one after another,
-over many seconds, on a busy deployment). Runs due within a short slack of each other are read
-together; a run whose reads failed backs off on its own and rejoins the beat after its next good read.
-A run that leaves (its trigger ended or was cancelled) is simply no longer read. The poller opens one
-client when its first run joins and closes it when the last leaves.
+A run is due with the beat of its poll interval: a run that joins is read at once (its first status
+comes without waiting), and from then on with every run of its interval, so N runs cost ceil(N / 100)
+calls per interval however spread out their joins were (tasks defer one after another, over many seconds,
+on a busy deployment). After a failed read, the run's next read waits the backoff of
+``run_watch.backoff_seconds``, starting at the poll interval (one failed call covers many runs, and a
+throttled service must not be asked sooner); it rejoins the beat after its next good read. Runs due within
+a short slack of each other are read together. A run that leaves (its trigger ended or was cancelled) is
+simply no longer read. The poller opens one client (a connected hook) when its first run joins and closes
+it when the last leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from polysync_airflow.run_watch import backoff_seconds
+
 T = TypeVar("T")
 GATHER_SECONDS = 0.05  # runs that start together (a triggerer starting many triggers) share the first call
 MAX_SLACK_SECONDS = 1.0  # a run due this much later is read now, so runs fall into step
-MAX_BACKOFF_SECONDS = 60.0
 HANDOUT_SLICE = 50  # answers handed out per event-loop turn: a thousand triggers resuming at once stall the loop
 SIDE_CALLS_IN_FLIGHT = 8  # per-run calls besides the reads (the watched mark): a burst of them would stall it too
 
@@ -41,15 +43,14 @@ class _Run(Generic[T]):
     next_due: float
     members: int = 1  # triggers watching this run (normally one)
     failures: int = 0  # failed reads in a row: the next read backs off exponentially, with jitter
-    waiters: list[asyncio.Future[T]] = field(default_factory=list)
+    waiters: list[asyncio.Future[T | None]] = field(default_factory=list)
     unread: tuple[Any, BaseException | None] | None = None  # read while its trigger was busy: kept for it
 
     def schedule(self, now: float, beats: dict[float, float]) -> None:
         """After a read at ``now``: the next read is at the beat of this run's interval (the next read of
         every run of that interval), starting a new beat when none is ahead; after a failure, a backoff."""
         if self.failures:
-            delay = min(self.interval * 2 ** (self.failures - 1), max(self.interval, MAX_BACKOFF_SECONDS))
-            self.next_due = now + delay * random.uniform(0.5, 1.0)
+            self.next_due = now + backoff_seconds(self.failures, first=self.interval)
             return
         beat = beats.get(self.interval)
         if beat is None or beat <= now + self.slack:  # no beat ahead, or this read is the beat's own
@@ -61,10 +62,10 @@ class _Run(Generic[T]):
         return min(self.interval / 4, MAX_SLACK_SECONDS)
 
 
-class StatusPoller(Generic[T]):
-    """Reads the status of every joined run; see the module docstring."""
+class SharedPoller(Generic[T]):
+    """Reads every joined run; see the module docstring."""
 
-    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[Any, ...]], StatusPoller[Any]]] = {}
+    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[Any, ...]], SharedPoller[Any]]] = {}
 
     def __init__(
         self,
@@ -89,7 +90,7 @@ class StatusPoller(Generic[T]):
         key: tuple[Any, ...],
         open_client: Callable[[], AbstractAsyncContextManager[Any]],
         make_reader: Callable[[], ReadMany[T]],
-    ) -> StatusPoller[T]:
+    ) -> SharedPoller[T]:
         """The poller of ``key`` in the running event loop, created on first use."""
         loop = asyncio.get_running_loop()
         poller = cls._shared.get((loop, key))
@@ -98,8 +99,11 @@ class StatusPoller(Generic[T]):
         return poller
 
     @asynccontextmanager
-    async def watching(self, run_id: str, interval: float):
-        """Join with ``run_id``; yields ``(client, next_answer)``; leaving stops reading the run."""
+    async def watching(
+        self, run_id: str, interval: float
+    ) -> AsyncIterator[tuple[Any, Callable[[], Awaitable[T | None]]]]:
+        """Join with ``run_id``; yields ``(client, next_answer)``; leaving stops reading the run. An answer is
+        None for a run the read did not find."""
         run = self._runs.get(run_id)
         if run is None:
             self._runs[run_id] = _Run(interval, time.monotonic())
@@ -128,7 +132,7 @@ class StatusPoller(Generic[T]):
             self._client_ready.set_result(client)
         return await asyncio.shield(self._client_ready)
 
-    async def _next_answer(self, run_id: str) -> T:
+    async def _next_answer(self, run_id: str) -> T | None:
         """The run's answer from the next read that covers it (a read made while the trigger was busy counts)."""
         run = self._runs[run_id]
         if run.unread is not None:
@@ -136,7 +140,7 @@ class StatusPoller(Generic[T]):
             if error is not None:
                 raise error
             return answer
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
         run.waiters.append(waiter)
         try:
             return await waiter
@@ -154,8 +158,8 @@ class StatusPoller(Generic[T]):
             return
         # The last run left: stop polling, close the client, and let the next joiner start afresh.
         loop = asyncio.get_running_loop()
-        if StatusPoller._shared.get((loop, self.key)) is self:
-            del StatusPoller._shared[(loop, self.key)]
+        if SharedPoller._shared.get((loop, self.key)) is self:
+            del SharedPoller._shared[(loop, self.key)]
         if self._loop_task is not None:
             self._loop_task.cancel()
         await self._exit_stack.aclose()
