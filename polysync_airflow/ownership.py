@@ -19,6 +19,14 @@ from typing import Any
 # Marks set on a job: by the submitting try, and by whatever starts watching the job.
 TRY_MARK = "polysync:try"
 WATCHED_MARK = "polysync:watched"
+# The task instance that submitted the job, and whether it may be stopped when that task instance no longer owns
+# it: what the orphan sweep (sweep.py) reads. Plain identifiers only, never a secret.
+DAG_MARK = "polysync:dag"
+RUN_MARK = "polysync:run"
+TASK_MARK = "polysync:task"
+MAP_INDEX_MARK = "polysync:map-index"
+CANCEL_ON_KILL_MARK = "polysync:cancel-on-kill"
+IDENTITY_MARKS = (DAG_MARK, RUN_MARK, TASK_MARK, MAP_INDEX_MARK, TRY_MARK, CANCEL_ON_KILL_MARK)
 _NAMESPACE = uuid.UUID("6f1c2b4e-5d1a-4f3b-9a57-2f7f1f0c9e11")
 
 
@@ -41,8 +49,45 @@ class TaskInstanceKey:
         return uuid.uuid5(_NAMESPACE, f"{self.dag_id}\n{self.run_id}\n{self.task_id}\n{self.map_index}")
 
     def __str__(self) -> str:
+        return f"{self.task_instance}, try {self.try_number}"
+
+    @property
+    def task_instance(self) -> str:
+        """The task instance, without the try: ``dag.task[map index] in run``."""
         index = f"[{self.map_index}]" if self.map_index >= 0 else ""
-        return f"{self.dag_id}.{self.task_id}{index} in {self.run_id}, try {self.try_number}"
+        return f"{self.dag_id}.{self.task_id}{index} in {self.run_id}"
+
+    @property
+    def instance(self) -> tuple[str, str, str, int]:
+        """(dag id, run id, task id, map index): what every try of the task instance shares."""
+        return self.dag_id, self.run_id, self.task_id, self.map_index
+
+    def identity_marks(self, cancel_on_kill: bool) -> dict[str, str]:
+        """The marks a job is submitted with (AWS tags, Azure job metadata), so the sweep can tell its owner."""
+        return {
+            DAG_MARK: self.dag_id,
+            RUN_MARK: self.run_id,
+            TASK_MARK: self.task_id,
+            MAP_INDEX_MARK: str(self.map_index),
+            TRY_MARK: str(self.try_number),
+            CANCEL_ON_KILL_MARK: "true" if cancel_on_kill else "false",
+        }
+
+    @classmethod
+    def from_marks(cls, marks: Mapping[str, str]) -> TaskInstanceKey | None:
+        """The task instance and try a job's marks name; None when any is missing or malformed (a job submitted
+        before the marks existed, or not by Polysync)."""
+        try:
+            dag_id, run_id, task_id = marks[DAG_MARK], marks[RUN_MARK], marks[TASK_MARK]
+            map_index, try_number = int(marks[MAP_INDEX_MARK]), int(marks[TRY_MARK])
+        except (KeyError, ValueError):
+            return None
+        return cls(dag_id, run_id, task_id, map_index, try_number) if dag_id and run_id and task_id else None
+
+
+def cancel_on_kill_of(marks: Mapping[str, str]) -> bool:
+    """Whether the job's submitter allowed stopping it (``cancel_on_kill``); a job without the mark is kept."""
+    return marks.get(CANCEL_ON_KILL_MARK) == "true"
 
 
 @dataclass(frozen=True)
