@@ -1,19 +1,25 @@
 """Which Batch job a task instance owns, so a retry finds the job an earlier try started.
 
 Every job carries the identity of its task instance (dag, run, task, map index) in something the
-service can be asked about: the AWS job name, the Azure job id. Before submitting, an operator looks for
-the jobs of its task instance and adopts one only if it is still running and nobody watches it: the
-try that submitted it died (or its submit call timed out) before a trigger or a polling worker took
-the job over. A job that is finished, being cancelled, or watched (marked by the trigger or worker
-that polls it) is never adopted: a retry after a real failure, or a user clearing the task, gets a
-new job, and two tries never both own one job.
+service can be asked about: the AWS job name, the Azure job id (and, for the orphan sweep, the whole
+identity in tags or metadata). Before submitting, an operator looks for the jobs of its task instance and
+adopts one only if it is still running and nobody watches it: the try that submitted it died (or its
+submit call timed out) before a trigger or a polling worker took the job over. A job that is finished,
+being cancelled, or watched is never adopted: a retry after a real failure, or a user clearing the task,
+gets a new job, and two tries never both own one job. A running job the try does not adopt is stopped
+(unless it was submitted with ``cancel_on_kill=False``), so no two jobs of a task instance run at once.
+
+Where "watched" is recorded: on Airflow 3.3, in the task instance's ``task_state_store``, which its tries
+share and a clear keeps (:class:`OwnershipRecord`, written by the worker: a trigger cannot reach the store),
+so watching costs no cloud write; on 3.1 and 3.2, on the job itself (the ``polysync:watched`` tag or
+metadata, written by the trigger or worker that polls it).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Marks set on a job: by the submitting try, and by whatever starts watching the job.
@@ -100,6 +106,8 @@ class ExistingJob:
     cancelling: bool
     watched: bool
     try_number: int | None = None
+    cancel_on_kill: bool | None = None
+    """What the job's submitter chose (its mark); None for a job submitted before the mark existed."""
 
     def why_not_adoptable(self, own_try: int | None = None) -> str | None:
         if own_try is not None and self.try_number == own_try:  # this try's submit, whose answer was lost
@@ -129,3 +137,63 @@ def choose_job_to_adopt(jobs: Iterable[ExistingJob], log: Any, own_try: int | No
         else:
             log.info("Not reattaching to job %s (submitted by %s): %s", job.run_id, submitted_by, reason)
     return adopted
+
+
+def jobs_to_stop(
+    jobs: Iterable[ExistingJob], adopted: ExistingJob | None, cancel_on_kill: bool
+) -> list[tuple[ExistingJob, str]]:
+    """The jobs of earlier tries still queued or running that this try does not adopt, each with why it is not
+    adopted: the try stops them before it submits, so no two jobs of the task instance run at once. A job whose
+    submitter chose ``cancel_on_kill=False`` is left (``cancel_on_kill``: this operator's choice, for jobs that do
+    not record one)."""
+    found = []
+    for job in jobs:
+        if job is adopted or job.finished or job.cancelling:
+            continue
+        if not (cancel_on_kill if job.cancel_on_kill is None else job.cancel_on_kill):
+            continue
+        found.append((job, job.why_not_adoptable() or "a newer job of the task instance is adopted instead"))
+    return found
+
+
+OWNERSHIP_KEY = "polysync_ownership"
+"""The ``task_state_store`` key (Airflow 3.3) the tries of a task instance record their jobs under."""
+
+
+@dataclass(frozen=True)
+class OwnershipRecord:
+    """What the tries of a task instance recorded in Airflow 3.3's ``task_state_store``: which try is submitting
+    (written before the submit call, so a job whose answer was lost is looked for) and which jobs a try took over
+    to watch (by run id: ``"triggerer"`` or ``"worker"`` and the try), never adopted again. Its tries share it,
+    and clearing the task keeps it (checked on Airflow 3.3.2)."""
+
+    submitting: int | None = None
+    watched: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, value: Any) -> OwnershipRecord | None:
+        """The record as stored (None: nothing stored, or not a record this version wrote)."""
+        if not isinstance(value, Mapping):
+            return None
+        submitting = value.get("submitting")
+        watched = value.get("watched")
+        return cls(
+            submitting if isinstance(submitting, int) else None,
+            {str(run): dict(by) for run, by in watched.items() if isinstance(by, Mapping)}
+            if isinstance(watched, Mapping)
+            else {},
+        )
+
+    def dump(self) -> dict[str, Any]:
+        return {"submitting": self.submitting, "watched": {run: dict(by) for run, by in self.watched.items()}}
+
+    def before_submitting(self, try_number: int) -> OwnershipRecord:
+        return replace(self, submitting=try_number)
+
+    def watching(self, run_id: str, watcher: str, try_number: int) -> OwnershipRecord:
+        """The try has taken ``run_id`` over: its trigger (``"triggerer"``) or its worker polls it from now on."""
+        return OwnershipRecord(None, {**self.watched, run_id: {"by": watcher, "try": try_number}})
+
+    def apply(self, jobs: Iterable[ExistingJob]) -> list[ExistingJob]:
+        """The jobs found on the service, with those a try recorded as watched marked so."""
+        return [replace(job, watched=True) if job.run_id in self.watched else job for job in jobs]
