@@ -7,7 +7,7 @@ jobs (AWS TerminateJob, Azure terminate task then job, with a reason naming the 
 jobs of task instances that still run, wait or will retry, and jobs submitted with ``cancel_on_kill=False``.
 
 Connections: ``aws_default`` (the AWS Batch jobs of every queue of its region) and ``azure_batch_default``.
-Drop the platform you do not use; set ``dry_run=True`` to only log what would be stopped.
+Drop the platform you do not use; set ``report_only=True`` to only log what would be stopped.
 """
 
 from __future__ import annotations

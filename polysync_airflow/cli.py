@@ -232,7 +232,7 @@ def describe_error(err: BaseException, conn_id: str) -> str:
             if response.status_code in (401, 403)
             else ""
         )
-        return f"Airflow's REST API answered {response.status_code} to {err.request.url}{hint}"
+        return f"Airflow's REST API answered {response.status_code} to {response.request.url}{hint}"
     if type(err).__name__ == "AirflowNotFoundException":  # raised by Airflow core or the task SDK, by name alike
         return (
             f"connection {conn_id!r} is not defined: add it (airflow connections add {conn_id} ...) or set "

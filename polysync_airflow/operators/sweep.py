@@ -25,13 +25,13 @@ class PolysyncOrphanSweepOperator(BaseOperator):
     :param job_queues: the AWS job queues to look in (default: every queue of the region).
     :param region_name: overrides the AWS connection's region.
     :param azure_batch_conn_id: sweep the jobs of this Azure Batch account (None: not Azure).
-    :param dry_run: only log what would be stopped, and why.
+    :param report_only: only log what would be stopped, and why (the command's ``--dry-run``).
 
     Returns (XCom) ``{"stopped": [...], "left": [...]}``: the run ids (``"would_stop"`` instead of
-    ``"stopped"`` in a dry run).
+    ``"stopped"`` with ``report_only``).
     """
 
-    template_fields: Sequence[str] = ("aws_conn_id", "job_queues", "region_name", "azure_batch_conn_id", "dry_run")
+    template_fields: Sequence[str] = ("aws_conn_id", "job_queues", "region_name", "azure_batch_conn_id", "report_only")
     ui_color = "#c0c0c0"
 
     def __init__(
@@ -41,7 +41,7 @@ class PolysyncOrphanSweepOperator(BaseOperator):
         job_queues: Sequence[str] | None = None,
         region_name: str | None = None,
         azure_batch_conn_id: str | None = None,
-        dry_run: bool | str = False,
+        report_only: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -49,7 +49,7 @@ class PolysyncOrphanSweepOperator(BaseOperator):
         self.job_queues = job_queues
         self.region_name = region_name
         self.azure_batch_conn_id = azure_batch_conn_id
-        self.dry_run = dry_run
+        self.report_only = report_only
 
     def sources(self) -> list[JobSource]:
         sources: list[JobSource] = []
@@ -71,7 +71,7 @@ class PolysyncOrphanSweepOperator(BaseOperator):
         return sources
 
     def execute(self, context: Context) -> dict[str, list[str]]:
-        dry_run = as_bool("dry_run", self.dry_run)
+        dry_run = as_bool("report_only", self.report_only)
         verdicts = sweep(self.sources(), task_sdk_states, dry_run=dry_run, log=self.log)
         stopped = [v.job.run_id for v in verdicts if v.stop]
         self.log.info(

@@ -100,7 +100,7 @@ def run_sweep(platform: str, conn_id: str, ended: tuple[str, str], dry_run: bool
             jobs["earlier try"] = start(conn_id, key(dag_id, run_id, "after", 1))
             jobs["not run yet"] = start(conn_id, key(dag_id, run_id, "after", 2))
 
-        sweep = PolysyncOrphanSweepOperator(task_id="sweep", dry_run=dry_run, **{conn_arg: conn_id})
+        sweep = PolysyncOrphanSweepOperator(task_id="sweep", report_only=dry_run, **{conn_arg: conn_id})
 
         @task
         def after() -> None:
