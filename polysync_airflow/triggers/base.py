@@ -76,7 +76,7 @@ class PolysyncJobTrigger(BaseTrigger):
     @property
     def poller_key(self) -> tuple[Any, ...]:
         """The triggers with the same key (trigger class and connection arguments) share a poller and its hook."""
-        return (type(self).__qualname__, json.dumps(self.connection_kwargs(), sort_keys=True, default=str))
+        return (self.serialize()[0], json.dumps(self.connection_kwargs(), sort_keys=True, default=str))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = RunWatch(self.run_id, self.log, self.settings, self.is_transient)
