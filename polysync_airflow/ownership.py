@@ -197,3 +197,35 @@ class OwnershipRecord:
     def apply(self, jobs: Iterable[ExistingJob]) -> list[ExistingJob]:
         """The jobs found on the service, with those a try recorded as watched marked so."""
         return [replace(job, watched=True) if job.run_id in self.watched else job for job in jobs]
+
+
+class OwnershipLedger:
+    """Where a try reads and records which jobs its task instance's tries took over: Airflow 3.3's
+    ``task_state_store`` (``store``: ``get``/``set``), or nowhere (``store`` None: Airflow 3.1 and 3.2, where the
+    job itself carries the watched mark, written by whatever polls it)."""
+
+    def __init__(self, store: Any | None) -> None:
+        self.store = store
+        self.record = OwnershipRecord.load(store.get(OWNERSHIP_KEY)) if store is not None else None
+
+    @property
+    def in_store(self) -> bool:
+        """Whether ownership is recorded in Airflow (so the job needs no watched mark)."""
+        return self.store is not None
+
+    def known(self, jobs: Iterable[ExistingJob]) -> list[ExistingJob]:
+        """The jobs found on the service, with those a try recorded as watched marked so."""
+        return self.record.apply(jobs) if self.record is not None else list(jobs)
+
+    def submitting(self, try_number: int) -> None:
+        """Before the submit call: a job it starts is looked for even if its answer is lost."""
+        self._write((self.record or OwnershipRecord()).before_submitting(try_number))
+
+    def watching(self, run_id: str, watcher: str, try_number: int) -> None:
+        """Before the try defers (``"triggerer"``) or polls (``"worker"``): no later try adopts ``run_id``."""
+        self._write((self.record or OwnershipRecord()).watching(run_id, watcher, try_number))
+
+    def _write(self, record: OwnershipRecord) -> None:
+        if self.store is not None:
+            self.store.set(OWNERSHIP_KEY, record.dump())
+            self.record = record

@@ -39,6 +39,9 @@ class PollingSettings:
     """Epoch seconds after which the run is stopped (``cancel_on_kill``) and fails; from ``execution_timeout``."""
     cancel_on_kill: bool = True
     """Stop the run when the task is killed, marked failed or success, cleared, or past its deadline."""
+    mark_watched: bool = True
+    """Write the watched mark on the job once it runs (a tag or job metadata: see ownership.py). Off where the
+    operator recorded the ownership in Airflow's task_state_store (3.3), so watching costs no cloud write."""
 
     def __post_init__(self) -> None:
         # Templated or stored values may come as ints (or text): the trigger's kwargs are JSON.

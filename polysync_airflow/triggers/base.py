@@ -63,14 +63,12 @@ class PolysyncJobTrigger(BaseTrigger):
     # -- the shared flow -----------------------------------------------------------------------------
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        settings = asdict(self.settings)
+        if settings["mark_watched"]:  # the default: a trigger that marks serializes as before this setting existed
+            del settings["mark_watched"]
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                self.run_id_kwarg: self.run_id,
-                **self.connection_kwargs(),
-                "job_name": self.job_name,
-                **asdict(self.settings),
-            },
+            {self.run_id_kwarg: self.run_id, **self.connection_kwargs(), "job_name": self.job_name, **settings},
         )
 
     @property
@@ -86,7 +84,7 @@ class PolysyncJobTrigger(BaseTrigger):
             async def next_state() -> RunState:
                 answer = await next_answer()
                 state = self.decode(self.run_id, answer)
-                if watch.first_seen_running(state):
+                if self.settings.mark_watched and watch.first_seen_running(state):
                     async with poller.side_calls:
                         with quietly(self.log, f"mark run {self.run_id} as watched"):
                             await hook.amark_watched(answer, "triggerer")
