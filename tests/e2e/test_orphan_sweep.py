@@ -33,6 +33,7 @@ from polysync_airflow.testing.connections import aws_connection_env, azure_conne
 
 pytestmark = pytest.mark.e2e
 SWEEP_DAG, DELETED_DAG = "polysync_e2e_sweep", "polysync_e2e_sweep_deleted"
+ACTIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "active")  # AWS statuses, Azure job state
 ORPHANS = {"aws_unpicked", "azure_unpicked", "aws_sync_killed", "aws_in_deleted_run"}
 OWNED = {"aws_deferred", "aws_keep", "aws_sync_retry", "aws_waiting"}
 
@@ -142,6 +143,8 @@ def test_one_sweep_stops_exactly_the_orphaned_jobs(e2e):
 
         for task_id in ("aws_unpicked", "azure_unpicked", "aws_keep"):
             cluster.api("PATCH", f"{base}/{task_id}", {"new_state": "failed"})
+        # Airflow deletes no running DAG run: it is marked failed first (no triggerer runs to call on_kill)
+        cluster.api("PATCH", f"/api/v2/dags/{DELETED_DAG}/dagRuns/{deleted_run}", {"state": "failed"})
         cluster.api("DELETE", f"/api/v2/dags/{DELETED_DAG}/dagRuns/{deleted_run}")
         for task_id, after in (("aws_sync_killed", "failed"), ("aws_sync_retry", "up_for_retry")):
             ti_id = ti(SWEEP_DAG, run_id, task_id)["id"]
@@ -151,7 +154,7 @@ def test_one_sweep_stops_exactly_the_orphaned_jobs(e2e):
         # A job of the waiting task (as a cleared task's earlier try leaves one): owned, its next try decides.
         jobs["aws_waiting"] = submit_owned_job(e2e, TaskInstanceKey(SWEEP_DAG, run_id, "aws_waiting", -1, 1))
         for task_id, job_id in jobs.items():
-            assert job_status(e2e, job_id)[0] in ("RUNNING", "RUNNABLE", "STARTING", "active"), task_id
+            assert job_status(e2e, job_id)[0] in ACTIVE, task_id
 
         before = terminates(e2e)
         for platform in ("aws-batch", "azure-batch"):
@@ -186,7 +189,7 @@ def test_one_sweep_stops_exactly_the_orphaned_jobs(e2e):
                 reason = e2e.aws.jobs[jobs[task_id]].status_reason
                 assert reason.startswith("Cancelled by Polysync sweep: "), reason
         for task_id in OWNED:
-            assert job_status(e2e, jobs[task_id])[0] in ("RUNNING", "RUNNABLE", "STARTING", "active"), task_id
+            assert job_status(e2e, jobs[task_id])[0] in ACTIVE, task_id
         status, reason = job_status(e2e, watched_job)
         assert status == "FAILED" and reason.startswith("Cancelled by Polysync"), (status, reason)
     finally:
