@@ -9,6 +9,9 @@ DAG polysync_e2e_sweep (tests/e2e/dags/polysync_e2e_sweep.py), every job gated s
 - left: a deferred task's job, a ``cancel_on_kill=False`` job marked failed, the job of a killed
   ``deferrable=False`` task that is up for retry, and the job of a task still waiting to be queued.
 
+A killed ``deferrable=False`` task retried at once shows the sync-mode rule on the way: its try 2 stops try 1's
+job (recorded as watched: in the task_state_store on 3.3, by the tag on 3.1/3.2) before it submits its own.
+
 ``polysync-airflow sweep --dry-run`` (Airflow's REST API) stops nothing; then one run of the example maintenance
 DAG (the operator, Task SDK) stops exactly the orphans.
 """
@@ -37,7 +40,7 @@ TRIGGERS_HAVE_ON_KILL = hasattr(BaseTrigger, "on_kill")  # Airflow 3.3
 SWEEP_DAG, DELETED_DAG = "polysync_e2e_sweep", "polysync_e2e_sweep_deleted"
 ACTIVE = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "active")  # AWS statuses, Azure job state
 ORPHANS = {"aws_unpicked", "azure_unpicked", "aws_sync_killed", "aws_in_deleted_run"}
-OWNED = {"aws_deferred", "aws_keep", "aws_sync_retry", "aws_waiting"}
+OWNED = {"aws_deferred", "aws_keep", "aws_sync_retry", "aws_sync_retried", "aws_waiting"}
 
 
 def jobs_of(e2e, task_id: str) -> list[str]:
@@ -145,17 +148,29 @@ def test_one_sweep_stops_exactly_the_orphaned_jobs(e2e):
         for task_id in ("aws_unpicked", "azure_unpicked", "aws_keep", "aws_deferred"):
             cluster.watch_task(SWEEP_DAG, run_id, task_id, until={"deferred"})
         cluster.watch_task(DELETED_DAG, deleted_run, "aws_in_deleted_run", until={"deferred"})
-        jobs = {task_id: running_job(e2e, task_id) for task_id in (ORPHANS | OWNED) - {"aws_waiting"}}
+        jobs = {
+            task_id: running_job(e2e, task_id) for task_id in (ORPHANS | OWNED) - {"aws_waiting", "aws_sync_retried"}
+        }
 
         for task_id in ("aws_unpicked", "azure_unpicked", "aws_keep"):
             cluster.api("PATCH", f"{base}/{task_id}", {"new_state": "failed"})
         # Airflow deletes no running DAG run: it is marked failed first (no triggerer runs to call on_kill)
         cluster.api("PATCH", f"/api/v2/dags/{DELETED_DAG}/dagRuns/{deleted_run}", {"state": "failed"})
         cluster.api("DELETE", f"/api/v2/dags/{DELETED_DAG}/dagRuns/{deleted_run}")
+        retried_first = running_job(e2e, "aws_sync_retried")
         for task_id, after in (("aws_sync_killed", "failed"), ("aws_sync_retry", "up_for_retry")):
             ti_id = ti(SWEEP_DAG, run_id, task_id)["id"]
             os.kill(wait_for(f"the task process of {task_id}", lambda i=ti_id: task_process(i)), signal.SIGKILL)
             cluster.watch_task(SWEEP_DAG, run_id, task_id, until={after})
+        # Killed, then retried at once: try 2 stops try 1's job before it submits its own (never two at once).
+        ti_id = ti(SWEEP_DAG, run_id, "aws_sync_retried")["id"]
+        os.kill(wait_for("the task process of aws_sync_retried", lambda: task_process(ti_id)), signal.SIGKILL)
+        wait_for("try 2 of aws_sync_retried", lambda: len(jobs_of(e2e, "aws_sync_retried")) == 2)
+        wait_for("try 1's job to end", lambda: job_status(e2e, retried_first)[0] == "FAILED")
+        status, reason = job_status(e2e, retried_first)
+        assert reason.startswith("Cancelled by Polysync: try 2 of polysync_e2e_sweep.aws_sync_retried"), reason
+        jobs["aws_sync_retried"] = running_job(e2e, "aws_sync_retried")
+        assert ti(SWEEP_DAG, run_id, "aws_sync_retried")["try_number"] == 2
         assert ti(SWEEP_DAG, run_id, "aws_waiting")["state"] in ("scheduled", None)
         # A job of the waiting task (as a cleared task's earlier try leaves one): owned, its next try decides.
         jobs["aws_waiting"] = submit_owned_job(e2e, TaskInstanceKey(SWEEP_DAG, run_id, "aws_waiting", -1, 1))
@@ -203,3 +218,4 @@ def test_one_sweep_stops_exactly_the_orphaned_jobs(e2e):
         cluster.start_component("triggerer")
         for task_id in ORPHANS | OWNED | {"aws_watched_failed"}:
             (e2e.gates / f"{task_id}-1").touch()
+            (e2e.gates / f"{task_id}-2").touch()

@@ -47,6 +47,9 @@ with DAG(dag_id="polysync_e2e_sweep", schedule=None, start_date=datetime(2026, 1
     aws_gated("aws_sync_killed", deferrable=False)  # its task process gets SIGKILL, no retries: failed
     # SIGKILL too, but it will be retried (in an hour): up for retry, its next try decides about the job
     aws_gated("aws_sync_retry", deferrable=False, retries=1, retry_delay=timedelta(hours=1))
+    # SIGKILL, retried at once: try 2 stops try 1's job (the task_state_store on 3.3, the tag on 3.1/3.2 say try 1
+    # watched it) and submits its own
+    aws_gated("aws_sync_retried", deferrable=False, retries=1, retry_delay=timedelta(0))
     Waits(task_id="aws_waiting", pool=CLOSED_POOL)
 
 with DAG(dag_id="polysync_e2e_sweep_deleted", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
