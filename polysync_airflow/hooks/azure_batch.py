@@ -16,6 +16,13 @@ from asgiref.sync import sync_to_async
 
 from polysync_airflow.compat import AirflowException, AirflowFailException
 from polysync_airflow.hooks.base import AsyncClientHolder
+from polysync_airflow.queueing.azure_batch import (
+    JOB_READ_PERMISSION,
+    POOL_READ_PERMISSION,
+    WaitFacts,
+    pool_id_of,
+    read_problem,
+)
 from polysync_airflow.run_watch import describe_error
 from polysync_airflow.status import CANCEL_REASON
 from polysync_airflow.statuses.azure_batch import is_transient, read_field, watched_metadata
@@ -47,6 +54,22 @@ def _client_options() -> dict[str, Any]:
 _WATCH_FIELDS = ["id", "state", "metadata"]
 _POLL_FIELDS = ["id", "state", "lastModified", "executionInfo", "metadata"]
 _TASK_POLL_FIELDS = ["id", "state", "executionInfo"]  # what the status table reads
+_WAIT_JOB_FIELDS = ["id", "poolInfo", "executionInfo"]  # the pool, and the job's scheduling error
+_WAIT_POOL_FIELDS = [
+    "id",
+    "state",
+    "allocationState",
+    "resizeErrors",
+    "currentDedicatedNodes",
+    "targetDedicatedNodes",
+    "currentLowPriorityNodes",
+    "targetLowPriorityNodes",
+    "enableAutoScale",
+]
+
+
+def _pool_missing(pool_id: str) -> str:
+    return f"pool {pool_id} does not exist"
 
 
 @dataclass(frozen=True)
@@ -278,6 +301,28 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
         with contextlib.suppress(ResourceExistsError):  # JobCompleted: it ended when its only task did
             self.client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
 
+    def read_wait_facts(self, run_id: str) -> WaitFacts:
+        """Why a run's task may be waiting: its job (the scheduling error) and the job's pool (allocation state,
+        resize errors, nodes). A read that fails is reported in the facts, never raised."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        job_id, _ = split_run_id(run_id)
+        problems: list[str] = []
+        job = pool = None
+        try:
+            job = self.client.get_job(job_id, select=_WAIT_JOB_FIELDS)
+        except Exception as err:
+            problems.append(read_problem(err, f"job {job_id}", JOB_READ_PERMISSION))
+        pool_id = pool_id_of(job)
+        if pool_id:
+            try:
+                pool = self.client.get_pool(pool_id, select=_WAIT_POOL_FIELDS)
+            except ResourceNotFoundError:
+                problems.append(_pool_missing(pool_id))
+            except Exception as err:
+                problems.append(read_problem(err, f"pool {pool_id}", POOL_READ_PERMISSION))
+        return WaitFacts(job, pool, problems)
+
     def list_job_templates(self) -> list[JobTemplateInfo]:
         """Every job of the account (``$select=id,displayName,state``, all pages)."""
         return [
@@ -344,6 +389,27 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
             await self.async_client.terminate_task(job_id, task_id)
         with contextlib.suppress(ResourceExistsError):
             await self.async_client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
+
+    async def aread_wait_facts(self, run_id: str) -> WaitFacts:
+        """:meth:`read_wait_facts` with the async client."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        job_id, _ = split_run_id(run_id)
+        problems: list[str] = []
+        job = pool = None
+        try:
+            job = await self.async_client.get_job(job_id, select=_WAIT_JOB_FIELDS)
+        except Exception as err:
+            problems.append(read_problem(err, f"job {job_id}", JOB_READ_PERMISSION))
+        pool_id = pool_id_of(job)
+        if pool_id:
+            try:
+                pool = await self.async_client.get_pool(pool_id, select=_WAIT_POOL_FIELDS)
+            except ResourceNotFoundError:
+                problems.append(_pool_missing(pool_id))
+            except Exception as err:
+                problems.append(read_problem(err, f"pool {pool_id}", POOL_READ_PERMISSION))
+        return WaitFacts(job, pool, problems)
 
     async def amark_watched(self, job: Any, watcher: str) -> None:
         """Mark a job, as read with its metadata, watched, unless it is (one update, no read)."""
