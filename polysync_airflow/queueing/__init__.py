@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 QUEUED_WARNING_AFTER = 600.0
@@ -118,3 +119,39 @@ def waiting_message(run_id: str, waited_seconds: float, native_status: str | Non
 def not_started_message(run_id: str, timeout_seconds: float, cause: str) -> str:
     """The failure of a run stopped because it did not start within ``queued_timeout``."""
     return f"Run {run_id} did not start within {timeout_seconds:g} s: {cause}"
+
+
+class QueueCheck(Enum):
+    """What a watch does about a run that has not started, after one answer."""
+
+    NOTHING = "nothing"
+    WARN = "warn"
+    """``queued_warning_after`` just passed: read why once, and log one warning."""
+    TIME_OUT = "time out"
+    """``queued_timeout`` passed: read why, stop the job and fail the task."""
+
+
+class QueueWatch:
+    """Decides from each answer of one run when it passes its queue thresholds. The time waited is measured from
+    the job's own creation time (in the answer), so a watch built after a triggerer restart sees the same."""
+
+    def __init__(self, warning_after: float | None, timeout: float | None) -> None:
+        self.warning_after = warning_after
+        self.timeout = timeout
+        self._warned = False
+
+    @property
+    def active(self) -> bool:
+        return self.warning_after is not None or self.timeout is not None
+
+    def check(self, timing: RunTiming, waiting: bool, now: datetime | None = None) -> tuple[QueueCheck, float]:
+        """(what to do, seconds waited) for a run whose answer says ``waiting`` (not started) with ``timing``."""
+        waited = timing.waited_seconds(now or datetime.now(UTC)) if waiting and self.active else None
+        if waited is None:
+            return QueueCheck.NOTHING, 0.0
+        if self.timeout is not None and waited >= self.timeout:
+            return QueueCheck.TIME_OUT, waited
+        if self.warning_after is not None and not self._warned and waited >= self.warning_after:
+            self._warned = True
+            return QueueCheck.WARN, waited
+        return QueueCheck.NOTHING, waited

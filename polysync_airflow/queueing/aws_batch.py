@@ -21,13 +21,15 @@ HINT = (
 
 
 def job_timing(job: Mapping[str, Any]) -> RunTiming:
-    """``createdAt``, ``startedAt``, ``stoppedAt`` and the number of ``attempts`` of a DescribeJobs entry."""
+    """``createdAt``, ``startedAt``, ``stoppedAt`` and the number of ``attempts`` of a DescribeJobs entry. A job
+    that started counts at least one attempt: AWS lists an attempt once it ended, and none for an array parent."""
     attempts = job.get("attempts")
+    started = from_epoch_ms(job.get("startedAt"))
     return RunTiming(
         submitted_at=from_epoch_ms(job.get("createdAt")),
-        started_at=from_epoch_ms(job.get("startedAt")),
+        started_at=started,
         ended_at=from_epoch_ms(job.get("stoppedAt")),
-        attempts=len(attempts) if isinstance(attempts, list) else 0,
+        attempts=max(len(attempts) if isinstance(attempts, list) else 0, 1 if started else 0),
     )
 
 
