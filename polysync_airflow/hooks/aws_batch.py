@@ -21,7 +21,16 @@ from botocore.exceptions import ClientError, UnknownRegionError
 
 from polysync_airflow.hooks.base import AsyncClientHolder
 from polysync_airflow.ownership import WATCHED_MARK
-from polysync_airflow.queueing.aws_batch import WaitFacts, environment_names, main_node_container, read_problem
+from polysync_airflow.queueing import RunTiming
+from polysync_airflow.queueing.aws_batch import (
+    WaitFacts,
+    environment_names,
+    is_waiting,
+    job_timing,
+    main_node_container,
+    read_problem,
+    waiting_cause,
+)
 from polysync_airflow.run_watch import describe_error
 from polysync_airflow.status import CANCEL_REASON
 
@@ -277,6 +286,23 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
     def terminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
         """Stop the run's job (TerminateJob: queued and running jobs alike)."""
         self.conn.terminate_job(jobId=run_id, reason=reason)
+
+    # -- a run that waits to start, and its timing (the answer: a DescribeJobs entry, None when not found) ------
+
+    @staticmethod
+    def answer_timing(answer: Mapping[str, Any] | None) -> RunTiming:
+        return job_timing(answer) if answer else RunTiming()
+
+    @staticmethod
+    def answer_waiting(answer: Mapping[str, Any] | None) -> bool:
+        return is_waiting(answer)
+
+    def read_wait_cause(self, run_id: str, answer: Mapping[str, Any]) -> str:
+        """Why the described job has not started (DescribeJobQueues, DescribeComputeEnvironments), in one line."""
+        return waiting_cause(answer, self.read_wait_facts(answer))
+
+    async def aread_wait_cause(self, run_id: str, answer: Mapping[str, Any]) -> str:
+        return waiting_cause(answer, await self.aread_wait_facts(answer))
 
     def read_wait_facts(self, job: Mapping[str, Any]) -> WaitFacts:
         """Why a described job may be waiting: its queue (DescribeJobQueues) and the queue's compute environments

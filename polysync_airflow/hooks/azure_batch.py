@@ -16,12 +16,16 @@ from asgiref.sync import sync_to_async
 
 from polysync_airflow.compat import AirflowException, AirflowFailException
 from polysync_airflow.hooks.base import AsyncClientHolder
+from polysync_airflow.queueing import RunTiming
 from polysync_airflow.queueing.azure_batch import (
     JOB_READ_PERMISSION,
     POOL_READ_PERMISSION,
     WaitFacts,
+    is_waiting,
     pool_id_of,
     read_problem,
+    task_timing,
+    waiting_cause,
 )
 from polysync_airflow.run_watch import describe_error
 from polysync_airflow.status import CANCEL_REASON
@@ -300,6 +304,24 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
             self.client.terminate_task(job_id, task_id)
         with contextlib.suppress(ResourceExistsError):  # JobCompleted: it ended when its only task did
             self.client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
+
+    # -- a run that waits to start, and its timing (the answer: the task and its job; None: not found) --------
+
+    @staticmethod
+    def answer_timing(answer: tuple[Any, Any] | None) -> RunTiming:
+        task = answer[0] if answer else None
+        return task_timing(task) if task is not None else RunTiming()
+
+    @staticmethod
+    def answer_waiting(answer: tuple[Any, Any] | None) -> bool:
+        return is_waiting(answer[0] if answer else None)
+
+    def read_wait_cause(self, run_id: str, answer: tuple[Any, Any]) -> str:
+        """Why the run's task has not started (its job's scheduling error, its pool), in one line."""
+        return waiting_cause(answer[0], self.read_wait_facts(run_id))
+
+    async def aread_wait_cause(self, run_id: str, answer: tuple[Any, Any]) -> str:
+        return waiting_cause(answer[0], await self.aread_wait_facts(run_id))
 
     def read_wait_facts(self, run_id: str) -> WaitFacts:
         """Why a run's task may be waiting: its job (the scheduling error) and the job's pool (allocation state,

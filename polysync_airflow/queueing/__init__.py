@@ -7,10 +7,13 @@ diagnosis of a job that waits (:func:`waiting_message`); the watch logs the warn
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
+
+from polysync_airflow.status import RunState, RunStatus
 
 QUEUED_WARNING_AFTER = 600.0
 """Seconds a job may wait to start before the task log gets one warning naming why (operator default)."""
@@ -131,13 +134,38 @@ class QueueCheck(Enum):
     """``queued_timeout`` passed: read why, stop the job and fail the task."""
 
 
-class QueueWatch:
-    """Decides from each answer of one run when it passes its queue thresholds. The time waited is measured from
-    the job's own creation time (in the answer), so a watch built after a triggerer restart sees the same."""
+QUEUE_TIMED_OUT = "QUEUE_TIMEOUT"
+"""The ``native_status`` of the state a queue timeout ends a run with."""
 
-    def __init__(self, warning_after: float | None, timeout: float | None) -> None:
+
+class WaitHook(Protocol):
+    """What a platform's hook gives the queue watch (``hooks/<platform>.py``): an answer is what its run-level
+    reads return (AWS, the job's DescribeJobs entry; Azure, the task and its job; None: not found)."""
+
+    @staticmethod
+    def answer_timing(answer: Any) -> RunTiming: ...
+
+    @staticmethod
+    def answer_waiting(answer: Any) -> bool: ...
+
+    def read_wait_cause(self, run_id: str, answer: Any) -> str: ...
+
+    async def aread_wait_cause(self, run_id: str, answer: Any) -> str: ...
+
+
+class QueueWatch:
+    """Watches one run's answers for its queue thresholds: logs one warning with the cause when
+    ``warning_after`` passes, and past ``timeout`` turns the state into a failure (the caller stops the job).
+    The time waited is measured from the job's own creation time (in the answer), so a watch built after a
+    triggerer restart sees the same. The cause is read once per threshold passed, never on other polls."""
+
+    def __init__(self, run_id: str, log: Any, warning_after: float | None, timeout: float | None) -> None:
+        self.run_id = run_id
+        self.log = log
         self.warning_after = warning_after
         self.timeout = timeout
+        self.timed_out = False
+        self.last_answer: Any = None
         self._warned = False
 
     @property
@@ -155,3 +183,55 @@ class QueueWatch:
             self._warned = True
             return QueueCheck.WARN, waited
         return QueueCheck.NOTHING, waited
+
+    def observe(self, hook: WaitHook, answer: Any, state: RunState) -> RunState:
+        """The worker's watch (sync): ``state``, or the failure of a run past its queue timeout."""
+        self.last_answer = answer
+        check, waited = self.check(hook.answer_timing(answer), hook.answer_waiting(answer))
+        if check is QueueCheck.NOTHING:
+            return state
+        return self._act(check, waited, state, self._cause(lambda: hook.read_wait_cause(self.run_id, answer)))
+
+    async def aobserve(self, hook: WaitHook, answer: Any, state: RunState, gate: Any = None) -> RunState:
+        """The trigger's watch (async; the diagnosis reads inside ``gate``, the shared poller's side-call limit)."""
+        self.last_answer = answer
+        check, waited = self.check(hook.answer_timing(answer), hook.answer_waiting(answer))
+        if check is QueueCheck.NOTHING:
+            return state
+        try:
+            async with gate if gate is not None else contextlib.nullcontext():
+                cause = await hook.aread_wait_cause(self.run_id, answer)
+        except Exception as err:  # the reads never change the run's outcome
+            cause = f"the reasons could not be read: {type(err).__name__}: {err}"
+        return self._act(check, waited, state, cause)
+
+    @staticmethod
+    def _cause(read: Any) -> str:
+        try:
+            return str(read())
+        except Exception as err:  # the reads never change the run's outcome
+            return f"the reasons could not be read: {type(err).__name__}: {err}"
+
+    def _act(self, check: QueueCheck, waited: float, state: RunState, cause: str) -> RunState:
+        if check is QueueCheck.WARN:
+            self.log.warning("%s", waiting_message(self.run_id, waited, state.native_status, cause))
+            return state
+        self.timed_out = True
+        message = not_started_message(self.run_id, self.timeout or 0.0, cause)
+        return RunState(self.run_id, RunStatus.FAILED, message, native_status=QUEUE_TIMED_OUT)
+
+    def timing(self, hook: WaitHook) -> dict[str, Any]:
+        """The ``timing`` of the last answer seen, for the event (JSON values)."""
+        return hook.answer_timing(self.last_answer).to_dict()
+
+
+def timing_from_dict(data: Any) -> RunTiming:
+    """A :class:`RunTiming` from its ``to_dict`` form (an event's ``timing``)."""
+    data = data if isinstance(data, dict) else {}
+    attempts = data.get("attempts")
+    return RunTiming(
+        from_iso(data.get("submitted_at")),
+        from_iso(data.get("started_at")),
+        from_iso(data.get("ended_at")),
+        attempts if isinstance(attempts, int) else 0,
+    )

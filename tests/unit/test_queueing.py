@@ -149,7 +149,7 @@ def test_the_queue_watch_warns_once_then_times_out_measured_from_the_jobs_creati
 
     created = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
     timing = RunTiming(submitted_at=created)
-    watch = QueueWatch(warning_after=600, timeout=900)
+    watch = QueueWatch("r", None, warning_after=600, timeout=900)
     at = [created + timedelta(seconds=s) for s in (599, 600, 700, 900)]
     assert [watch.check(timing, True, moment)[0] for moment in at] == [
         QueueCheck.NOTHING,
@@ -158,8 +158,8 @@ def test_the_queue_watch_warns_once_then_times_out_measured_from_the_jobs_creati
         QueueCheck.TIME_OUT,
     ]
     # a watch built later (a triggerer restart) sees the time the job already waited
-    assert QueueWatch(600, None).check(timing, True, at[2]) == (QueueCheck.WARN, 700.0)
+    assert QueueWatch("r", None, 600, None).check(timing, True, at[2]) == (QueueCheck.WARN, 700.0)
     # a job that started is never stopped, nor one whose creation time is unknown
-    assert QueueWatch(600, 900).check(timing, False, at[3])[0] is QueueCheck.NOTHING
-    assert QueueWatch(600, 900).check(RunTiming(), True, at[3])[0] is QueueCheck.NOTHING
-    assert QueueWatch(None, None).check(timing, True, at[3])[0] is QueueCheck.NOTHING
+    assert QueueWatch("r", None, 600, 900).check(timing, False, at[3])[0] is QueueCheck.NOTHING
+    assert QueueWatch("r", None, 600, 900).check(RunTiming(), True, at[3])[0] is QueueCheck.NOTHING
+    assert QueueWatch("r", None, None, None).check(timing, True, at[3])[0] is QueueCheck.NOTHING
