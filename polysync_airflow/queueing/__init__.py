@@ -15,9 +15,6 @@ from typing import Any, Protocol
 
 from polysync_airflow.status import RunState, RunStatus
 
-QUEUED_WARNING_AFTER = 600.0
-"""Seconds a job may wait to start before the task log gets one warning naming why (operator default)."""
-
 
 def utc(moment: datetime | None) -> datetime | None:
     """An aware datetime in UTC (a naive one is taken as UTC), None for None."""
@@ -117,6 +114,11 @@ def waiting_message(run_id: str, waited_seconds: float, native_status: str | Non
     """The warning logged once when a run has waited ``queued_warning_after`` without starting."""
     state = f" (still {native_status})" if native_status else ""
     return f"Run {run_id} has not started after {format_duration(waited_seconds)}{state}: {cause}"
+
+
+def not_started_reason(timeout_seconds: float | None) -> str:
+    """The reason given to the service when a job is stopped for not starting within ``queued_timeout``."""
+    return f"Stopped by Polysync: did not start within {timeout_seconds or 0:g} s (queued_timeout)"
 
 
 def not_started_message(run_id: str, timeout_seconds: float, cause: str) -> str:
