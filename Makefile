@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine with Python 3.11 and make:
 #   make demo   runs the example DAGs against the local endpoints and prints each task's result
 #   make test   what CI runs: lint, types (mypy), the whole suite (real-Airflow e2e included) on the main lock,
-#               the unit and dag.test suites on Airflow 3.1 and 3.2, and a clean install of the wheel
+#               the unit and dag.test suites on Airflow 3.1 and 3.2, the production topology's short scenarios
+#               (PostgreSQL, Redis, Celery, two triggerers), and a clean install of the wheel
 #   make e2e    runs only the end-to-end suite
 #   make compat runs the unit and dag.test suites on Airflow 3.1 (Python 3.13) and 3.2 (Python 3.12)
 #   make wheel  builds the wheel and sdist and installs the wheel, without any lock, into a clean venv
@@ -33,7 +34,11 @@ lint: $(BOOT)
 	$(VENV)/bin/ruff check polysync_airflow tests example_dags scripts benchmarks
 	$(VENV)/bin/ruff format --check polysync_airflow tests example_dags scripts benchmarks
 
-test: lint typecheck browser suite compat wheel
+# Lint and types first (they fail fast), then the four long suites side by side: they mostly wait on local
+# jobs and on Airflow's own pacing (together about one core busy), then the wheel.
+test: lint typecheck browser topology-services $(BOOT)
+	$(MAKE) -j4 --output-sync=target suite compat-3.1 compat-3.2 topology-short
+	$(MAKE) wheel
 
 # The whole suite on the main lock, with the package's line coverage printed at the end.
 suite: $(BOOT) browser

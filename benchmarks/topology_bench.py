@@ -6,7 +6,9 @@ N mapped tasks whose jobs run about a minute, polled every 30 s:
 
 - ``AwsBatchJobOperator`` (ours) and ``BatchOperator(deferrable=True)`` (Amazon provider), N = 200;
 - ``AzureBatchJobOperator`` (ours), N = 100. The Microsoft provider's ``AzureBatchOperator`` cannot run
-  against the local Azure Batch service: see ``AZURE_OFFICIAL`` below.
+  against the local Azure Batch service: see ``AZURE_OFFICIAL`` below;
+- Airflow's floor, N = 200: a task that defers to the standard provider's ``DateTimeTrigger`` for as long as a
+  job runs, and calls nothing: what any deferred task costs a triggerer and a worker.
 
 For each (with both triggerers started afresh): wall time from the DAG run's start to its last task's end;
 each triggerer's CPU seconds (also above its idle rate, measured first) and peak RSS, from /proc of its
@@ -52,6 +54,8 @@ KINDS = (  # label, DAG id, cloud, which task count
     ("polysync AwsBatchJobOperator", "bench_polysync_aws", "aws", "aws_tasks"),
     ("amazon BatchOperator(deferrable=True)", "bench_amazon_aws", "aws", "aws_tasks"),
     ("polysync AzureBatchJobOperator", "bench_polysync_azure", "azure", "azure_tasks"),
+    # No cloud: a DateTimeTrigger for as long as a job runs, Airflow's own cost of a deferred task (the floor).
+    ("airflow DateTimeTrigger (floor)", "bench_airflow_floor", "", "aws_tasks"),
 )
 AZURE_OFFICIAL = (
     "AzureBatchOperator (Microsoft provider 15.2.1) cannot run against the local Azure Batch service: its "
@@ -132,7 +136,7 @@ def run_kind(topology: Topology, label: str, dag_id: str, cloud: str, count: int
         if proxy_cloud == cloud
     }
     latencies, to_event = [], []
-    for ti in tis:
+    for ti in tis if cloud else ():
         job = job_of(topology, ti, cloud, phase_start)
         job_end = topology.job_end(job)
         if job_end is not None and ti.ended_at is not None:
@@ -204,13 +208,16 @@ def draw(results: dict[str, Any], path: Path) -> None:
     }
     fig, axes = plt.subplots(1, len(figures), figsize=(12, 3.6))
     for axis, (title, values) in zip(axes, figures.items(), strict=True):
-        colors = ["#2a7ab0" if label.startswith("polysync") else "#c05a28" for label in labels]
+        colors = [{"polysync": "#2a7ab0", "airflow": "#999999"}.get(label.split()[0], "#c05a28") for label in labels]
         axis.bar(range(len(values)), values, color=colors)
         axis.set_xticks(range(len(values)), short, rotation=15, fontsize=8)
         axis.set_title(title, fontsize=10)
         for index, value in enumerate(values):
             axis.annotate(f"{value:g}", (index, value), ha="center", va="bottom", fontsize=8)
-    fig.suptitle("Production topology: 200 AWS / 100 Azure mapped jobs of 60 s, poll 30 s (blue: polysync)")
+    fig.suptitle(
+        "Production topology: 200 AWS / 100 Azure mapped jobs of 60 s, poll 30 s\n"
+        "(blue: polysync; grey: Airflow's floor)"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

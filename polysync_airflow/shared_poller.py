@@ -3,7 +3,7 @@
 This module says how a trigger is paced. Every trigger of one connection (and region or account) in one
 event loop shares a :class:`SharedPoller`. A trigger joins with its run id and poll interval and awaits
 the run's next answer; the poller asks the service for every run that is due in as few calls as the API
-allows (the platform's reader, in ``triggers/<platform>.py``), and hands each waiting trigger its own
+allows (its hook's ``aread_runs``, in ``hooks/<platform>.py``), and hands each waiting trigger its own
 answer, or the error of the call that covered it.
 
 A run is due with the beat of its poll interval: a run that joins is read at once (its first status
@@ -13,37 +13,35 @@ on a busy deployment). After a failed read, the run's next read waits the backof
 ``run_watch.backoff_seconds``, starting at the poll interval (one failed call covers many runs, and a
 throttled service must not be asked sooner); it rejoins the beat after its next good read. Runs due within
 a short slack of each other are read together. A run that leaves (its trigger ended or was cancelled) is
-simply no longer read. The poller opens one client (a connected hook) when its first run joins and closes
-it when the last leaves.
+simply no longer read. The poller opens one hook (``async with hook.async_connection()``) when its first run
+joins and closes it when the last leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
+from polysync_airflow.hooks.base import RunHook
 from polysync_airflow.run_watch import backoff_seconds
 
-T = TypeVar("T")
 GATHER_SECONDS = 0.05  # runs that start together (a triggerer starting many triggers) share the first call
 MAX_SLACK_SECONDS = 1.0  # a run due this much later is read now, so runs fall into step
 HANDOUT_SLICE = 50  # answers handed out per event-loop turn: a thousand triggers resuming at once stall the loop
 SIDE_CALLS_IN_FLIGHT = 8  # per-run calls besides the reads (the watched mark): a burst of them would stall it too
 
-ReadMany = Callable[[Any, Sequence[str]], Awaitable[dict[str, T]]]
-
 
 @dataclass
-class _Run(Generic[T]):
+class _Run:
     interval: float
     next_due: float
     members: int = 1  # triggers watching this run (normally one)
     failures: int = 0  # failed reads in a row: the next read backs off exponentially, with jitter
-    waiters: list[asyncio.Future[T | None]] = field(default_factory=list)
+    waiters: list[asyncio.Future[Any]] = field(default_factory=list)
     unread: tuple[Any, BaseException | None] | None = None  # read while its trigger was busy: kept for it
 
     def schedule(self, now: float, beats: dict[float, float]) -> None:
@@ -62,48 +60,37 @@ class _Run(Generic[T]):
         return min(self.interval / 4, MAX_SLACK_SECONDS)
 
 
-class SharedPoller(Generic[T]):
+class SharedPoller:
     """Reads every joined run; see the module docstring."""
 
-    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[Any, ...]], SharedPoller[Any]]] = {}
+    _shared: ClassVar[dict[tuple[asyncio.AbstractEventLoop, tuple[Any, ...]], SharedPoller]] = {}
 
-    def __init__(
-        self,
-        key: tuple[Any, ...],
-        open_client: Callable[[], AbstractAsyncContextManager[Any]],
-        read_many: ReadMany[T],
-    ) -> None:
+    def __init__(self, key: tuple[Any, ...], make_hook: Callable[[], RunHook]) -> None:
         self.key = key
-        self._open_client = open_client
-        self._read_many = read_many  # may keep state (Azure remembers what it saw): one per poller
-        self._runs: dict[str, _Run[T]] = {}
+        self._make_hook = make_hook  # one hook for the poller's life: its read may keep state (Azure's does)
+        self._runs: dict[str, _Run] = {}
         self._beats: dict[float, float] = {}  # poll interval -> when every run of that interval is read next
         self._wake = asyncio.Event()
-        self._client_ready: asyncio.Future[Any] | None = None
+        self._hook_ready: asyncio.Future[RunHook] | None = None
         self._exit_stack = AsyncExitStack()
         self._loop_task: asyncio.Task[None] | None = None
         self.side_calls = asyncio.Semaphore(SIDE_CALLS_IN_FLIGHT)
 
     @classmethod
-    def shared(
-        cls,
-        key: tuple[Any, ...],
-        open_client: Callable[[], AbstractAsyncContextManager[Any]],
-        make_reader: Callable[[], ReadMany[T]],
-    ) -> SharedPoller[T]:
+    def shared(cls, key: tuple[Any, ...], make_hook: Callable[[], RunHook]) -> SharedPoller:
         """The poller of ``key`` in the running event loop, created on first use."""
         loop = asyncio.get_running_loop()
         poller = cls._shared.get((loop, key))
         if poller is None:
-            poller = cls._shared[(loop, key)] = cls(key, open_client, make_reader())
+            poller = cls._shared[(loop, key)] = cls(key, make_hook)
         return poller
 
     @asynccontextmanager
     async def watching(
         self, run_id: str, interval: float
-    ) -> AsyncIterator[tuple[Any, Callable[[], Awaitable[T | None]]]]:
-        """Join with ``run_id``; yields ``(client, next_answer)``; leaving stops reading the run. An answer is
-        None for a run the read did not find."""
+    ) -> AsyncIterator[tuple[RunHook, Callable[[], Awaitable[Any]]]]:
+        """Join with ``run_id``; yields ``(hook, next_answer)``, the hook connected; leaving stops reading the run.
+        An answer is None for a run the read did not find."""
         run = self._runs.get(run_id)
         if run is None:
             self._runs[run_id] = _Run(interval, time.monotonic())
@@ -111,28 +98,29 @@ class SharedPoller(Generic[T]):
             run.members += 1
             run.interval = min(run.interval, interval)
         try:
-            client = await self._client_opened()
+            hook = await self._hook_opened()
             if self._loop_task is None or self._loop_task.done():
                 self._loop_task = asyncio.ensure_future(self._poll_loop())
             self._wake.set()
-            yield client, lambda: self._next_answer(run_id)
+            yield hook, lambda: self._next_answer(run_id)
         finally:
             await self._leave(run_id)
 
-    async def _client_opened(self) -> Any:
-        if self._client_ready is None:
-            self._client_ready = asyncio.get_running_loop().create_future()
+    async def _hook_opened(self) -> RunHook:
+        if self._hook_ready is None:
+            self._hook_ready = asyncio.get_running_loop().create_future()
             try:
-                client = await self._exit_stack.enter_async_context(self._open_client())
+                hook = self._make_hook()
+                await self._exit_stack.enter_async_context(hook.async_connection())
             except BaseException as err:
-                self._client_ready.set_exception(err)
-                self._client_ready.exception()  # retrieved: every joiner gets it below
-                self._client_ready = None
+                self._hook_ready.set_exception(err)
+                self._hook_ready.exception()  # retrieved: every joiner gets it below
+                self._hook_ready = None
                 raise
-            self._client_ready.set_result(client)
-        return await asyncio.shield(self._client_ready)
+            self._hook_ready.set_result(hook)
+        return await asyncio.shield(self._hook_ready)
 
-    async def _next_answer(self, run_id: str) -> T | None:
+    async def _next_answer(self, run_id: str) -> Any:
         """The run's answer from the next read that covers it (a read made while the trigger was busy counts)."""
         run = self._runs[run_id]
         if run.unread is not None:
@@ -140,7 +128,7 @@ class SharedPoller(Generic[T]):
             if error is not None:
                 raise error
             return answer
-        waiter: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         run.waiters.append(waiter)
         try:
             return await waiter
@@ -156,7 +144,7 @@ class SharedPoller(Generic[T]):
                 del self._runs[run_id]
         if self._runs:
             return
-        # The last run left: stop polling, close the client, and let the next joiner start afresh.
+        # The last run left: stop polling, close the hook's client, and let the next joiner start afresh.
         loop = asyncio.get_running_loop()
         if SharedPoller._shared.get((loop, self.key)) is self:
             del SharedPoller._shared[(loop, self.key)]
@@ -179,7 +167,7 @@ class SharedPoller(Generic[T]):
 
     async def _read(self, run_ids: list[str], now: float) -> None:
         try:
-            answers = await self._read_many(await self._client_opened(), run_ids)
+            answers = await (await self._hook_opened()).aread_runs(run_ids)
         except Exception as err:  # every run the call covered gets its error
             for run_id in run_ids:
                 self._deliver(run_id, now, error=err)

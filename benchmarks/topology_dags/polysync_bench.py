@@ -4,10 +4,12 @@ by our operators and by the official ones, against the same local endpoints."""
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
-from airflow.sdk import DAG
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+from airflow.sdk import DAG, BaseOperator, timezone
 
 from polysync_airflow import AwsBatchJobOperator, AzureBatchJobOperator
 
@@ -42,3 +44,24 @@ with DAG(dag_id="bench_polysync_azure", **ARGS):
     AzureBatchJobOperator.partial(
         task_id="job", template_job_id="polysync-template", poll_interval=POLL_INTERVAL
     ).expand(parameters=[{"SECONDS_TO_RUN": JOB_SECONDS, "ROWS": i} for i in range(AZURE_TASKS)])
+
+
+class WaitInTriggerer(BaseOperator):
+    """Airflow's own cost of a deferred task, with no cloud at all: defer to the standard provider's
+    DateTimeTrigger for as long as a job runs, then end. What a triggerer spends on it (creating, running,
+    firing and ending the trigger) is the floor under any Batch operator's trigger."""
+
+    def __init__(self, *, seconds: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seconds = seconds
+
+    def execute(self, context: Any) -> None:
+        moment = timezone.utcnow() + timedelta(seconds=self.seconds)
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: Any = None) -> None:
+        return None
+
+
+with DAG(dag_id="bench_airflow_floor", **ARGS):
+    WaitInTriggerer.partial(task_id="job").expand(seconds=[int(JOB_SECONDS)] * AWS_TASKS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -17,7 +16,7 @@ from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
 from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from botocore.config import Config
-from botocore.exceptions import ClientError, UnknownRegionError
+from botocore.exceptions import UnknownRegionError
 
 from polysync_airflow.hooks.base import AsyncClientHolder
 from polysync_airflow.ownership import WATCHED_MARK
@@ -31,7 +30,6 @@ from polysync_airflow.queueing.aws_batch import (
     read_problem,
     waiting_cause,
 )
-from polysync_airflow.run_watch import describe_error
 from polysync_airflow.status import CANCEL_REASON
 
 DEFAULT_LOG_GROUP = "/aws/batch/job"
@@ -70,40 +68,6 @@ def _log_configuration(properties: Mapping[str, Any]) -> dict[str, Any] | None:
         return ecs[0].get("logConfiguration")
     main = main_node_container(properties.get("nodeProperties") or {})
     return main.get("logConfiguration") if main else None
-
-
-_MISSING_WORDING = re.compile(r"does not exist|not found|inactive|not in active status", re.IGNORECASE)
-_RESOURCE_NAMES = (
-    ("job_definition", re.compile(r"job\s?definition", re.IGNORECASE)),
-    ("job_queue", re.compile(r"job\s?queue", re.IGNORECASE)),
-)
-
-
-def missing_resource(err: BaseException) -> str | None:
-    """``"job_definition"`` or ``"job_queue"`` when AWS Batch refused a request because that resource does not
-    exist (or, for a definition, is not ACTIVE), else None.
-
-    AWS answers a ClientException (HTTP 400) worded, depending on the API and the resource, "JobDefinition name
-    x does not exist or is not in ACTIVE status", "JobQueue x not found." or (moto, the local endpoint)
-    "Job queue x does not exist"; the resource named first in the message is the one that is missing."""
-    if not isinstance(err, ClientError):
-        return None
-    error = err.response.get("Error") or {}
-    message = str(error.get("Message") or "")
-    if error.get("Code") != "ClientException" or not _MISSING_WORDING.search(message):
-        return None
-    found = [(match.start(), name) for name, pattern in _RESOURCE_NAMES if (match := pattern.search(message))]
-    return min(found)[1] if found else None
-
-
-def log_read_problem(err: Exception) -> str:
-    """Why a job's log stream could not be read, for a warning."""
-    code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
-    if isinstance(err, ClientError) and code == "AccessDeniedException":
-        return f"no permission to call {err.operation_name}: {describe_error(err)}"
-    if code == "ResourceNotFoundException":
-        return f"the log stream does not exist (yet, or any more): {describe_error(err)}"
-    return describe_error(err)
 
 
 class AwsConnectionNotDefined(AirflowNotFoundException):
@@ -380,10 +344,11 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
         async with self._holding(await self.get_async_conn()):
             yield
 
-    async def adescribe_jobs(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Many jobs by id, in ceil(n / 100) DescribeJobs calls made side by side; a job not found is absent."""
+    async def aread_runs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The shared poller's read: many jobs by id, in ceil(n / 100) DescribeJobs calls made side by side; a job
+        not found is absent. Each answer holds all the status needs, so unlike Azure's this read keeps nothing."""
         pages = await asyncio.gather(
-            *(self.async_client.describe_jobs(jobs=list(job_ids[i : i + 100])) for i in range(0, len(job_ids), 100))
+            *(self.async_client.describe_jobs(jobs=list(run_ids[i : i + 100])) for i in range(0, len(run_ids), 100))
         )
         return {job["jobId"]: job for page in pages for job in page.get("jobs", [])}
 
@@ -409,6 +374,6 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
         return WaitFacts(queue, environments, problems)
 
     async def amark_watched(self, job: Mapping[str, Any] | None, watcher: str) -> None:
-        """Tag a job, as described by the last read, watched, unless it is (one TagResource, no read)."""
+        """Tag a job, as the last read described it (its answer), watched, unless it is (one TagResource, no read)."""
         if job is not None and WATCHED_MARK not in (job.get("tags") or {}):
             await self.async_client.tag_resource(resourceArn=job["jobArn"], tags={WATCHED_MARK: watcher})

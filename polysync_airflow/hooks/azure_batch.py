@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,13 +29,22 @@ from polysync_airflow.queueing.azure_batch import (
     task_timing,
     waiting_cause,
 )
-from polysync_airflow.run_watch import describe_error
 from polysync_airflow.status import CANCEL_REASON
-from polysync_airflow.statuses.azure_batch import is_transient, read_field, watched_metadata
+from polysync_airflow.statuses.azure_batch import (
+    ended_cleanly,
+    is_transient,
+    read_field,
+    service_message,
+    still_running,
+    watched_metadata,
+)
 
 BATCH_SCOPE = "https://batch.core.windows.net//.default"
 LOG_TAIL_LINES = 20
 """How many of the last lines of a task's output file the task log shows."""
+RUN_JOB_PREFIX = "polysync-"  # the ids of the jobs the operator creates (requests/azure_batch.py)
+TASK_READS_IN_FLIGHT = 16
+FULL_READ_SECONDS = 300.0  # the shared poller reads a run's task at least this often, whatever its job shows
 
 
 def split_run_id(run_id: str) -> tuple[str, str]:
@@ -55,6 +66,26 @@ def _client_options() -> dict[str, Any]:
     return {**_CLIENT_OPTIONS, "http_logging_policy": HttpLoggingPolicy(logger=_HTTP_LOG)}
 
 
+def _unless_missing(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any | None:
+    """``call(*args, **kwargs)``, or None for a resource that does not exist."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return call(*args, **kwargs)
+    except ResourceNotFoundError:
+        return None
+
+
+async def _aunless_missing(call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any | None:
+    """``await call(*args, **kwargs)``, or None for a resource that does not exist."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return await call(*args, **kwargs)
+    except ResourceNotFoundError:
+        return None
+
+
 _WATCH_FIELDS = ["id", "state", "metadata"]
 _POLL_FIELDS = ["id", "state", "lastModified", "executionInfo", "metadata"]
 _TASK_POLL_FIELDS = ["id", "state", "executionInfo"]  # what the status table reads
@@ -74,6 +105,9 @@ _WAIT_POOL_FIELDS = [
 
 def _pool_missing(pool_id: str) -> str:
     return f"pool {pool_id} does not exist"
+
+
+_ACTIVE_RUNS = f"startswith(id,'{RUN_JOB_PREFIX}') and state eq 'active'"
 
 
 @dataclass(frozen=True)
@@ -104,6 +138,7 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
     def __init__(self, azure_batch_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.azure_batch_conn_id = azure_batch_conn_id
+        self._seen: dict[str, tuple[float, Any, Any]] = {}  # aread_runs' memory: run id -> (when, task, job)
 
     @cached_property
     def connection(self) -> Any:
@@ -217,30 +252,15 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
 
     def find_job(self, job_id: str, select: list[str] | None = _WATCH_FIELDS) -> Any | None:
         """A job (by default its id, state and metadata; ``select=None``: all of it), or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return self.client.get_job(job_id, select=select)
-        except ResourceNotFoundError:
-            return None
+        return _unless_missing(self.client.get_job, job_id, select=select)
 
     def find_pool(self, pool_id: str) -> Any | None:
         """A pool's id and state, or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return self.client.get_pool(pool_id, select=["id", "state"])
-        except ResourceNotFoundError:
-            return None
+        return _unless_missing(self.client.get_pool, pool_id, select=["id", "state"])
 
     def find_task(self, run_id: str) -> Any | None:
         """A run's task (its id only), or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return self.client.get_task(*split_run_id(run_id), select=["id"])
-        except ResourceNotFoundError:
-            return None
+        return _unless_missing(self.client.get_task, *split_run_id(run_id), select=["id"])
 
     def create_job(self, job: dict[str, Any]) -> bool:
         """Create a job from its wire JSON; False when a job with its id exists already."""
@@ -380,28 +400,47 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
         ):
             yield
 
-    async def alist_active_jobs(self, id_prefix: str) -> dict[str, Any]:
-        """The active jobs whose id starts with ``id_prefix``, by id, with the fields the poller compares."""
-        active = f"startswith(id,'{id_prefix}') and state eq 'active'"
-        return {job.id: job async for job in self.async_client.list_jobs(filter=active, select=_POLL_FIELDS)}
+    async def aread_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        """The shared poller's read: many runs in few calls, ``{run_id: (task, job)}`` (absent: not found).
 
-    async def aread_task(self, run_id: str) -> Any | None:
-        """A run's task, with what the status table reads, or None."""
-        from azure.core.exceptions import ResourceNotFoundError
+        Each run is its own job, which Batch terminates when its task completes. One listing of our active jobs
+        (``$filter`` on the id prefix and state, ``$select``) tells which runs changed; a task is read only for a
+        run whose job changed or left the listing, whose task was not running yet (so ``Running`` is seen), or that
+        was last read long ago. So, unlike AWS's, this read remembers what it saw: one hook per shared poller."""
+        now = time.monotonic()
+        active = {job.id: job async for job in self.async_client.list_jobs(filter=_ACTIVE_RUNS, select=_POLL_FIELDS)}
+        answers: dict[str, tuple[Any, Any]] = {}
+        stale = []
+        for run_id in run_ids:
+            job = active.get(split_run_id(run_id)[0])
+            when, task, job_then = self._seen.get(run_id, (0.0, None, None))
+            if job is not None and now - when < FULL_READ_SECONDS and still_running(task, job_then, job):
+                answers[run_id] = (task, job)
+            else:
+                stale.append((run_id, job))
+        gate = asyncio.Semaphore(TASK_READS_IN_FLIGHT)
 
-        try:
-            return await self.async_client.get_task(*split_run_id(run_id), select=_TASK_POLL_FIELDS)
-        except ResourceNotFoundError:
-            return None
+        async def read(run_id: str, job: Any) -> None:
+            async with gate:
+                task = await _aunless_missing(
+                    self.async_client.get_task, *split_run_id(run_id), select=_TASK_POLL_FIELDS
+                )
+                if task is not None and job is None and not ended_cleanly(task):
+                    # its job tells a cancel or a scheduling error; no job: gone with its task
+                    job = await _aunless_missing(
+                        self.async_client.get_job, split_run_id(run_id)[0], select=_POLL_FIELDS
+                    )
+                    task = task if job is not None else None
+            if task is None:
+                self._seen.pop(run_id, None)
+                return
+            self._seen[run_id] = (now, task, job)
+            answers[run_id] = (task, job)
 
-    async def aread_job(self, job_id: str) -> Any | None:
-        """A job, with what the status table reads, or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            return await self.async_client.get_job(job_id, select=_POLL_FIELDS)
-        except ResourceNotFoundError:
-            return None
+        await asyncio.gather(*(read(run_id, job) for run_id, job in stale))
+        for run_id in [r for r, (when, _, _) in self._seen.items() if now - when > 2 * FULL_READ_SECONDS]:
+            del self._seen[run_id]  # runs that left
+        return answers
 
     async def aterminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
         from azure.core.exceptions import ResourceExistsError
@@ -433,32 +472,12 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
                 problems.append(read_problem(err, f"pool {pool_id}", POOL_READ_PERMISSION))
         return WaitFacts(job, pool, problems)
 
-    async def amark_watched(self, job: Any, watcher: str) -> None:
-        """Mark a job, as read with its metadata, watched, unless it is (one update, no read)."""
+    async def amark_watched(self, answer: tuple[Any, Any] | None, watcher: str) -> None:
+        """Mark the run's job, as the last read gave it (with its metadata), watched, unless it is (one update,
+        no read)."""
         from azure.batch import models
 
+        job = answer[1] if answer else None
         update = watched_metadata(job, watcher) if job is not None else None
         if update is not None:
             await self.async_client.update_job(read_field(job, "id"), models.BatchJobUpdateOptions(update))
-
-
-def service_message(err: BaseException) -> str:
-    """What Azure Batch said, as ``<code>: <message>`` and its details; any other error as its text."""
-    error = getattr(err, "error", None)  # an HttpResponseError's parsed body
-    if error is None or not getattr(error, "message", None):
-        return str(err) or type(err).__name__
-    details = [detail.message for detail in getattr(error, "details", None) or [] if detail.message]
-    return "\n".join([f"{error.code}: {error.message}", *details])
-
-
-def log_read_problem(err: BaseException) -> str:
-    """Why a task's output file could not be read, for a warning (file operations carry no error body)."""
-    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
-    if isinstance(err, ResourceNotFoundError):
-        return "the file does not exist (404 Not Found)"
-    if isinstance(err, HttpResponseError) and err.status_code is not None:
-        code = getattr(err.error, "code", None)
-        reason = {401: "not authenticated", 403: "access denied"}.get(err.status_code, "the service refused the read")
-        return f"{reason} ({err.status_code} {err.reason or code or ''})".replace(" )", ")")
-    return describe_error(err)

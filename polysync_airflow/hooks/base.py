@@ -1,10 +1,43 @@
-"""What both hooks share: the async client their triggerer-side calls make their requests with."""
+"""What both hooks share: the run-level calls the shared operator and trigger make, and the async client their
+triggerer-side calls make their requests with."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
+
+from polysync_airflow.status import CANCEL_REASON
+
+
+class RunHook(Protocol):
+    """The calls ``operators/base.py`` and ``triggers/base.py`` make on a platform's hook, named alike on both.
+
+    An *answer* is what the platform's decoder (``decode_run`` in ``statuses/<platform>.py``) reads: AWS, the
+    job's DescribeJobs entry; Azure, the task and its job. None: the run was not found."""
+
+    # -- sync, in the worker (``deferrable=False``) --
+    def read_run(self, run_id: str) -> Any:
+        """The run's answer."""
+
+    def mark_watched(self, run_id: str, watcher: str) -> None:
+        """Record on the run's job that ``watcher`` polls it, so no later try adopts it (see ownership.py)."""
+
+    def terminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
+        """Stop the run on the platform."""
+
+    # -- async, in the triggerer, inside ``async with hook.async_connection():`` --
+    def async_connection(self) -> AbstractAsyncContextManager[None]:
+        """Open the async client the calls below use, until the block ends (a shared poller's life, or one cancel)."""
+
+    async def aread_runs(self, run_ids: Sequence[str]) -> Mapping[str, Any]:
+        """The shared poller's batched read: many runs' answers in few calls (a run not found is absent)."""
+
+    async def amark_watched(self, answer: Any, watcher: str) -> None:
+        """``mark_watched`` from the answer just read (so without reading the job again)."""
+
+    async def aterminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
+        """Stop the run on the platform."""
 
 
 class AsyncClientHolder:

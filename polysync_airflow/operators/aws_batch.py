@@ -10,27 +10,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from botocore.exceptions import ClientError
 
 from polysync_airflow.compat import AirflowFailException
-from polysync_airflow.hooks.aws_batch import (
-    LOG_TAIL_LINES,
-    AwsBatchHook,
-    JobLogStream,
-    NoLogStream,
-    log_read_problem,
-    missing_resource,
-)
+from polysync_airflow.hooks.aws_batch import LOG_TAIL_LINES, AwsBatchHook, JobLogStream, NoLogStream
 from polysync_airflow.links.aws_batch import AwsBatchJobLink, AwsBatchJobLogsLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import TRY_MARK, ExistingJob, TaskInstanceKey
 from polysync_airflow.requests.aws_batch import build_submit_job_request, check_tag_key, job_name_for
 from polysync_airflow.run_watch import describe_error
-from polysync_airflow.status import RunState, RunStatus
+from polysync_airflow.status import RunStatus
 from polysync_airflow.statuses.aws_batch import (
     array_counts,
     array_size,
-    decode_job,
+    decode_run,
     existing_job,
     is_transient,
     job_exit_code,
+    log_read_problem,
+    missing_resource,
 )
 from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
 from polysync_airflow.validation import reject_non_finite_numbers
@@ -118,6 +113,7 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     }
     operator_extra_links = (AwsBatchJobLink(), AwsBatchJobLogsLink())
     link_class = AwsBatchJobLink
+    decode = staticmethod(decode_run)
     is_transient = staticmethod(is_transient)
     log_tail_lines = LOG_TAIL_LINES
     ui_color = "#f4a460"
@@ -243,15 +239,6 @@ class AwsBatchJobOperator(PolysyncJobOperator):
     def reattach(self, job: ExistingJob) -> SubmittedRun:
         assert self._request is not None
         return SubmittedRun(job.run_id, self._request["jobName"], AwsBatchJobLink.url(self.hook, job.run_id))
-
-    def mark_watched(self, run_id: str) -> None:
-        self.hook.mark_watched(run_id, "worker")
-
-    def read_state(self, run_id: str) -> RunState:
-        return decode_job(run_id, self.hook.read_run(run_id))
-
-    def cancel(self, run_id: str) -> None:
-        self.hook.terminate_run(run_id)
 
     def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
         if status is RunStatus.SUCCESS and not self.fetch_logs and not self.array_size:

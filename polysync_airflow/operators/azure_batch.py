@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from polysync_airflow.compat import AirflowFailException
-from polysync_airflow.hooks.azure_batch import LOG_TAIL_LINES, AzureBatchHook, log_read_problem, split_run_id
+from polysync_airflow.hooks.azure_batch import LOG_TAIL_LINES, AzureBatchHook, split_run_id
 from polysync_airflow.links.azure_batch import AzureBatchJobLink, AzureBatchTaskLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey
@@ -21,8 +21,8 @@ from polysync_airflow.requests.azure_batch import (
     build_run_request,
     job_id_for,
 )
-from polysync_airflow.status import RunState, RunStatus
-from polysync_airflow.statuses.azure_batch import decode_task, existing_job, is_transient
+from polysync_airflow.status import RunStatus
+from polysync_airflow.statuses.azure_batch import decode_run, existing_job, is_transient, log_read_problem
 from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
 from polysync_airflow.validation import reject_non_finite_numbers
 
@@ -62,6 +62,7 @@ class AzureBatchJobOperator(PolysyncJobOperator):
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
     operator_extra_links = (AzureBatchJobLink(), AzureBatchTaskLink())
     link_class = AzureBatchJobLink
+    decode = staticmethod(decode_run)
     is_transient = staticmethod(is_transient)
     log_tail_lines = LOG_TAIL_LINES
     ui_color = "#0078d4"
@@ -194,15 +195,6 @@ class AzureBatchJobOperator(PolysyncJobOperator):
             self.hook.delete_job(job_id)
         except Exception as err:
             self.log.error("Could not delete job %s: %s. Delete it in the Azure portal.", job_id, err)
-
-    def mark_watched(self, run_id: str) -> None:
-        self.hook.mark_watched(run_id, "worker")
-
-    def read_state(self, run_id: str) -> RunState:
-        return decode_task(run_id, *self.hook.read_run(run_id))
-
-    def cancel(self, run_id: str) -> None:
-        self.hook.terminate_run(run_id)
 
     def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
         """The end of the task's output into the task log: on failure the last lines of ``stderr.txt`` (of

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from polysync_airflow.compat import AirflowException, AirflowFailException
+from polysync_airflow.hooks.base import RunHook
 from polysync_airflow.links.base import PolysyncRunLink
 from polysync_airflow.ownership import ExistingJob, TaskInstanceKey, choose_job_to_adopt
 from polysync_airflow.run_watch import (
@@ -93,7 +94,17 @@ class PolysyncJobOperator(BaseOperator):
         """Settable after construction (``polysync_airflow.testing.dags.poll_fast`` does)."""
         self.polling = replace(self.polling, poll_interval=seconds)
 
-    # -- what a platform provides ------------------------------------------------------------------
+    # -- what a platform provides (data and small pieces; the run-level calls are its hook's, see RunHook) -----
+
+    @property
+    @abstractmethod
+    def hook(self) -> RunHook:
+        """The platform's hook for the operator's connection arguments."""
+
+    @staticmethod
+    @abstractmethod
+    def decode(run_id: str, answer: Any, /) -> RunState:
+        """The run's state from its hook's answer (None: not found): ``decode_run`` in ``statuses/<platform>.py``."""
 
     @staticmethod
     @abstractmethod
@@ -116,18 +127,6 @@ class PolysyncJobOperator(BaseOperator):
     @abstractmethod
     def reattach(self, job: ExistingJob) -> SubmittedRun:
         """Take over a job an earlier try submitted (finishing its submission where needed)."""
-
-    @abstractmethod
-    def mark_watched(self, run_id: str) -> None:
-        """Record on the job that a worker polls it, so later tries never adopt it (see ownership.py)."""
-
-    @abstractmethod
-    def read_state(self, run_id: str) -> RunState:
-        """The run's current state (sync, for ``deferrable=False``)."""
-
-    @abstractmethod
-    def cancel(self, run_id: str) -> None:
-        """Stop the run on the platform (sync)."""
 
     def report_outcome(self, context: Context, run_id: str, status: RunStatus, info: dict[str, Any]) -> str:
         """After the run ended: log what the platform can tell (the end of the job's output, always on
@@ -161,7 +160,7 @@ class PolysyncJobOperator(BaseOperator):
             state = self.read_state(run.run_id)
             if watch.first_seen_running(state):
                 with quietly(self.log, f"mark run {run.run_id} as watched"):
-                    self.mark_watched(run.run_id)
+                    self.hook.mark_watched(run.run_id, "worker")
             return state
 
         try:
@@ -170,6 +169,10 @@ class PolysyncJobOperator(BaseOperator):
             self._cancel_after_interruption()
             raise
         return self._finish(context, state.to_event() | {"timed_out": timed_out}, run)
+
+    def read_state(self, run_id: str) -> RunState:
+        """The run's current state (sync: the worker's watch, ``deferrable=False``)."""
+        return self.decode(run_id, self.hook.read_run(run_id))
 
     def start_run(self, context: Context) -> SubmittedRun:
         """Validate, then reattach to the task instance's unwatched running job, or submit a new one."""
@@ -250,7 +253,7 @@ class PolysyncJobOperator(BaseOperator):
             self._finished = True
             self.log.info("Cancelling run %s", self._submitted.run_id)
             with quietly(self.log, f"cancel run {self._submitted.run_id}"):
-                self.cancel(self._submitted.run_id)
+                self.hook.terminate_run(self._submitted.run_id)
 
     def on_kill(self) -> None:
         """The worker is being killed while it polls (``deferrable=False``): stop the job too."""

@@ -1,8 +1,10 @@
 """What AWS Batch's answers mean: the seed's status table and its decoder, an array job's progress, the faults
-that heal, and how a job found for a task instance is judged before reattaching. Pure functions, no calls."""
+that heal, how its errors read, and how a job found for a task instance is judged before reattaching. Pure
+functions, no calls."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from polysync_airflow.ownership import TRY_MARK, WATCHED_MARK, ExistingJob
-from polysync_airflow.run_watch import is_connection_fault
+from polysync_airflow.run_watch import describe_error, is_connection_fault
 from polysync_airflow.status import ANY_OTHER_STATE, CANCEL_REASON, RunState, RunStatus, StatusRow, always, look_up
 
 # A FAILED job whose statusReason contains one of these (case-insensitive) was cancelled.
@@ -60,6 +62,10 @@ def decode_job(job_id: str, job: Mapping[str, Any] | None) -> RunState:
     counts = array_counts(job)
     progress = format_array_progress(counts) if counts else ""
     return RunState(job_id, status, message, exit_code, native, progress, "children" if progress else "")
+
+
+decode_run = decode_job
+"""The decoder by the name the shared operator and trigger know it (a run's answer is its job)."""
 
 
 def job_exit_code(job: Mapping[str, Any]) -> int | None:
@@ -142,6 +148,42 @@ def is_transient(err: BaseException) -> bool:
         status = (err.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
         return code in TRANSIENT_ERROR_CODES or status == 429 or status >= 500
     return False
+
+
+# -- how errors read ----------------------------------------------------------------------------------------------
+
+_MISSING_WORDING = re.compile(r"does not exist|not found|inactive|not in active status", re.IGNORECASE)
+_RESOURCE_NAMES = (
+    ("job_definition", re.compile(r"job\s?definition", re.IGNORECASE)),
+    ("job_queue", re.compile(r"job\s?queue", re.IGNORECASE)),
+)
+
+
+def missing_resource(err: BaseException) -> str | None:
+    """``"job_definition"`` or ``"job_queue"`` when AWS Batch refused a request because that resource does not
+    exist (or, for a definition, is not ACTIVE), else None.
+
+    AWS answers a ClientException (HTTP 400) worded, depending on the API and the resource, "JobDefinition name
+    x does not exist or is not in ACTIVE status", "JobQueue x not found." or (moto, the local endpoint)
+    "Job queue x does not exist"; the resource named first in the message is the one that is missing."""
+    if not isinstance(err, ClientError):
+        return None
+    error = err.response.get("Error") or {}
+    message = str(error.get("Message") or "")
+    if error.get("Code") != "ClientException" or not _MISSING_WORDING.search(message):
+        return None
+    found = [(match.start(), name) for name, pattern in _RESOURCE_NAMES if (match := pattern.search(message))]
+    return min(found)[1] if found else None
+
+
+def log_read_problem(err: Exception) -> str:
+    """Why a job's log stream could not be read, for a warning."""
+    code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
+    if isinstance(err, ClientError) and code == "AccessDeniedException":
+        return f"no permission to call {err.operation_name}: {describe_error(err)}"
+    if code == "ResourceNotFoundException":
+        return f"the log stream does not exist (yet, or any more): {describe_error(err)}"
+    return describe_error(err)
 
 
 # -- a job found for the task instance (see ownership.py) ------------------------------------------------------

@@ -1,5 +1,5 @@
-"""What Azure Batch's answers mean: the seed's status table and its decoder, the faults that heal, and how a job
-found for a task instance is judged before reattaching. Pure functions, no calls.
+"""What Azure Batch's answers mean: the seed's status table and its decoder, the faults that heal, how its errors
+read, and how a job found for a task instance is judged before reattaching. Pure functions, no calls.
 
 Answers are wire JSON or SDK models alike: azure-batch models are mappings of their wire (camelCase) JSON.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polysync_airflow.ownership import WATCHED_MARK, ExistingJob
-from polysync_airflow.run_watch import is_connection_fault
+from polysync_airflow.run_watch import describe_error, is_connection_fault
 from polysync_airflow.status import ANY_OTHER_STATE, RunState, RunStatus, StatusRow, always, look_up
 
 # Reasons the service itself gives for ending a job; any other terminate reason is a user's cancel.
@@ -124,9 +124,20 @@ def decode_task(run_id: str, task: Any | None, job: Any | None = None) -> RunSta
     return RunState(run_id, status, message, facts.exit_code, native)
 
 
+def decode_run(run_id: str, answer: tuple[Any, Any] | None) -> RunState:
+    """A run's answer, its task and its job (None: not found), as a :class:`RunState`."""
+    return decode_task(run_id, *(answer or (None, None)))
+
+
 def ended_cleanly(task: Any) -> bool:
     """Completed with exit code 0 and no failure: a success whatever its job says."""
     return read_field(task, "state") == "completed" and exit_code_0_without_failure(TaskFacts.of(task, None))
+
+
+def still_running(task: Any, job_then: Any, job_now: Any) -> bool:
+    """Whether a task read running with ``job_then`` still is, seeing its job now (a job changes with its task)."""
+    same_job = read_field(job_now, "lastModified") == read_field(job_then, "lastModified")
+    return read_field(task, "state") == "running" and same_job
 
 
 # -- faults that heal -------------------------------------------------------------------------------------------
@@ -149,6 +160,29 @@ def is_transient(err: BaseException) -> bool:
         code = getattr(getattr(err, "error", None), "code", None)
         return code in TRANSIENT_ERROR_CODES or status == 429 or status >= 500
     return False
+
+
+# -- how errors read ----------------------------------------------------------------------------------------------
+def service_message(err: BaseException) -> str:
+    """What Azure Batch said, as ``<code>: <message>`` and its details; any other error as its text."""
+    error = getattr(err, "error", None)  # an HttpResponseError's parsed body
+    if error is None or not getattr(error, "message", None):
+        return str(err) or type(err).__name__
+    details = [detail.message for detail in getattr(error, "details", None) or [] if detail.message]
+    return "\n".join([f"{error.code}: {error.message}", *details])
+
+
+def log_read_problem(err: BaseException) -> str:
+    """Why a task's output file could not be read, for a warning (file operations carry no error body)."""
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+    if isinstance(err, ResourceNotFoundError):
+        return "the file does not exist (404 Not Found)"
+    if isinstance(err, HttpResponseError) and err.status_code is not None:
+        code = getattr(err.error, "code", None)
+        reason = {401: "not authenticated", 403: "access denied"}.get(err.status_code, "the service refused the read")
+        return f"{reason} ({err.status_code} {err.reason or code or ''})".replace(" )", ")")
+    return describe_error(err)
 
 
 # -- a job found for the task instance (see ownership.py) ------------------------------------------------------

@@ -4,17 +4,18 @@ user action, and what it is serialized with."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from polysync_airflow.hooks.base import RunHook
 from polysync_airflow.run_watch import PollingSettings, RunWatch, quietly, timed_out_state
-from polysync_airflow.shared_poller import ReadMany, SharedPoller
+from polysync_airflow.shared_poller import SharedPoller
 from polysync_airflow.status import RunState
 
 CANCEL_TIMEOUT_SECONDS = 20.0  # inside the triggerer's own on_kill_timeout (30 s by default)
@@ -36,7 +37,15 @@ class PolysyncJobTrigger(BaseTrigger):
         self.settings = PollingSettings(**settings)
         self._reported = False
 
-    # -- what a platform provides ------------------------------------------------------------------
+    # -- what a platform provides (data and small pieces; the run-level calls are its hook's, see RunHook) -----
+
+    run_id_kwarg: ClassVar[str]
+    """The keyword the run id is serialized under (``job_id`` on AWS, ``run_id`` on Azure)."""
+
+    @staticmethod
+    @abstractmethod
+    def decode(run_id: str, answer: Any, /) -> RunState:
+        """The run's state from its hook's answer (None: not found): ``decode_run`` in ``statuses/<platform>.py``."""
 
     @staticmethod
     @abstractmethod
@@ -44,58 +53,43 @@ class PolysyncJobTrigger(BaseTrigger):
         """Whether a fault of the platform heals (``statuses/<platform>.py``), so the watch rides it out."""
 
     @abstractmethod
-    def make_reader(self) -> ReadMany[Any]:
-        """What reads many runs in few calls for the shared poller (one reader per poller)."""
+    def connection_kwargs(self) -> dict[str, Any]:
+        """The connection arguments this trigger is serialized with (besides the run id and polling settings)."""
 
     @abstractmethod
-    def platform_kwargs(self) -> dict[str, Any]:
-        """The run id and connection arguments this trigger is re-created from (with the polling settings)."""
-
-    @property
-    @abstractmethod
-    def poller_key(self) -> tuple[Any, ...]:
-        """The triggers with the same key share a poller and its client."""
-
-    @abstractmethod
-    def open_hook(self) -> AbstractAsyncContextManager[Any]:
-        """The platform's hook with its async client open (the shared poller's, or one to cancel the run with)."""
-
-    @abstractmethod
-    def decode(self, answer: Any) -> RunState:
-        """The run's state from the poller's answer for it (None: not found)."""
-
-    @abstractmethod
-    async def cancel(self, hook: Any) -> None:
-        """Stop the run on the platform."""
-
-    @abstractmethod
-    async def mark_watched(self, hook: Any, answer: Any) -> None:
-        """Record on the job that a trigger watches it, so later tries never adopt it (see ownership.py)."""
+    def make_hook(self) -> RunHook:
+        """The platform's hook for those connection arguments (not connected yet)."""
 
     # -- the shared flow -----------------------------------------------------------------------------
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {**self.platform_kwargs(), "job_name": self.job_name, **asdict(self.settings)},
+            {
+                self.run_id_kwarg: self.run_id,
+                **self.connection_kwargs(),
+                "job_name": self.job_name,
+                **asdict(self.settings),
+            },
         )
 
-    def poller(self) -> SharedPoller[Any]:
-        """The poller this trigger shares with every trigger of its key in this triggerer."""
-        return SharedPoller.shared(self.poller_key, self.open_hook, self.make_reader)
+    @property
+    def poller_key(self) -> tuple[Any, ...]:
+        """The triggers with the same key (trigger class and connection arguments) share a poller and its hook."""
+        return (self.serialize()[0], json.dumps(self.connection_kwargs(), sort_keys=True, default=str))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = RunWatch(self.run_id, self.log, self.settings, self.is_transient)
-        poller = self.poller()
+        poller = SharedPoller.shared(self.poller_key, self.make_hook)
         async with poller.watching(self.run_id, self.settings.poll_interval) as (hook, next_answer):
 
             async def next_state() -> RunState:
                 answer = await next_answer()
-                state = self.decode(answer)
+                state = self.decode(self.run_id, answer)
                 if watch.first_seen_running(state):
                     async with poller.side_calls:
                         with quietly(self.log, f"mark run {self.run_id} as watched"):
-                            await self.mark_watched(hook, answer)
+                            await hook.amark_watched(answer, "triggerer")
                 return state
 
             state, timed_out = await watch_in_triggerer(next_state, watch, self.settings.deadline)
@@ -110,12 +104,13 @@ class PolysyncJobTrigger(BaseTrigger):
             return
         self.log.info("Task was stopped by a user; cancelling run %s", self.run_id)
         with quietly(self.log, f"cancel run {self.run_id}"):
-            async with self.open_hook() as hook:
+            hook = self.make_hook()
+            async with hook.async_connection():
                 await self._cancel(hook)
 
-    async def _cancel(self, hook: Any) -> None:
+    async def _cancel(self, hook: RunHook) -> None:
         with quietly(self.log, f"cancel run {self.run_id}"):
-            await asyncio.wait_for(self.cancel(hook), CANCEL_TIMEOUT_SECONDS)
+            await asyncio.wait_for(hook.aterminate_run(self.run_id), CANCEL_TIMEOUT_SECONDS)
             self.log.info("Cancel requested for run %s", self.run_id)
 
 

@@ -265,7 +265,8 @@ def test_verify_and_botocore_config_are_serialized_and_reach_the_client(local_aw
     assert again.serialize() == (classpath, kwargs)
 
     async def client_settings():
-        async with again.open_hook() as hook:
+        hook = again.make_hook()
+        async with hook.async_connection():
             return hook.async_client.meta.config.read_timeout
 
     assert asyncio.run(client_settings()) == 7

@@ -306,7 +306,7 @@ def test_get_log_events_errors_match(moto_logs, our_logs):
 )
 def test_a_missing_queue_or_definition_is_recognised_in_both(moto_batch, ours, call, resource):
     """The operator fails without retrying on these; moto's refusal must read as the same missing resource."""
-    from polysync_airflow.hooks.aws_batch import missing_resource
+    from polysync_airflow.statuses.aws_batch import missing_resource
 
     for client in (moto_batch, ours):
         with pytest.raises(ClientError) as err:

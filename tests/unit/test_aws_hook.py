@@ -324,13 +324,13 @@ def client_error(message: str, code: str = "ClientException", operation: str = "
     ],
 )
 def test_missing_resource_reads_the_services_message(message, resource):
-    from polysync_airflow.hooks.aws_batch import missing_resource
+    from polysync_airflow.statuses.aws_batch import missing_resource
 
     assert missing_resource(client_error(message)) == resource
 
 
 def test_missing_resource_needs_a_client_exception():
-    from polysync_airflow.hooks.aws_batch import missing_resource
+    from polysync_airflow.statuses.aws_batch import missing_resource
 
     assert missing_resource(client_error("Job queue q does not exist", code="AccessDeniedException")) is None
     assert missing_resource(ValueError("Job queue q does not exist")) is None
