@@ -88,7 +88,8 @@ async def _aunless_missing(call: Callable[..., Awaitable[Any]], *args: Any, **kw
 
 _WATCH_FIELDS = ["id", "state", "metadata"]
 _POLL_FIELDS = ["id", "state", "lastModified", "executionInfo", "metadata"]
-_TASK_POLL_FIELDS = ["id", "state", "executionInfo"]  # what the status table reads
+# what the status table reads, and the creation time (how long the task waited, its timing)
+_TASK_POLL_FIELDS = ["id", "state", "creationTime", "executionInfo"]
 _WAIT_JOB_FIELDS = ["id", "poolInfo", "executionInfo"]  # the pool, and the job's scheduling error
 _WAIT_POOL_FIELDS = [
     "id",
