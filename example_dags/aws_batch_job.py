@@ -35,6 +35,8 @@ with DAG(
         retry_attempts=2,
         tags={"team": "analytics", "airflow-dag": "{{ dag.dag_id }}"},
         execution_timeout=timedelta(hours=2),
+        queued_warning_after=600,  # one warning naming why, if the job has not started after 10 minutes
+        queued_timeout=1800,  # stop it and fail the try if it has not started after 30 minutes
         poll_interval=POLL_INTERVAL,
     )
 

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 from polysync_airflow.status import RunState, RunStatus
@@ -42,11 +42,30 @@ class PollingSettings:
     mark_watched: bool = True
     """Write the watched mark on the job once it runs (a tag or job metadata: see ownership.py). Off where the
     operator recorded the ownership in Airflow's task_state_store (3.3), so watching costs no cloud write."""
+    queued_warning_after: float | None = 600.0
+    """Seconds a job may wait to start before the task log gets one warning naming why (None: never)."""
+    queued_timeout: float | None = None
+    """Seconds after which a job that has not started is stopped and the run fails (None: never)."""
 
     def __post_init__(self) -> None:
         # Templated or stored values may come as ints (or text): the trigger's kwargs are JSON.
         for name in ("poll_interval", "unknown_grace_period", "outage_window"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        for name in QUEUE_SETTINGS:
+            value = getattr(self, name)
+            object.__setattr__(self, name, None if value is None else float(value))
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """What a trigger is stored with: every field, the queue settings and ``mark_watched`` only when not at
+        their defaults, so a trigger without them is stored as rows written before they existed (and those rows
+        load as before)."""
+        kwargs = asdict(self)
+        defaults = {f.name: f.default for f in fields(self)}
+        return {k: v for k, v in kwargs.items() if k not in STORED_WHEN_SET or v != defaults[k]}
+
+
+QUEUE_SETTINGS = ("queued_warning_after", "queued_timeout")
+STORED_WHEN_SET = (*QUEUE_SETTINGS, "mark_watched")  # stored only when not at their defaults
 
 
 def backoff_seconds(failures: int, first: float) -> float:

@@ -72,6 +72,29 @@ def as_json(field: str, value: Any, kind: type[dict] | type[list]) -> Any:
     return value
 
 
+def as_optional_seconds(field: str, value: Any) -> float | None:
+    """A positive, finite number of seconds, or None (off; an empty string from templating counts as not set);
+    accepts ints, floats and the text of a number ("600", "1.5")."""
+    if value is None or value == "":
+        return None
+    rule = "must be a positive number of seconds, or None to turn it off"
+    if isinstance(value, bool):
+        raise PolysyncValidationError(field, value, rule)
+    number: float
+    if isinstance(value, (int, float, Decimal)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise PolysyncValidationError(field, value, rule) from None
+    else:
+        raise PolysyncValidationError(field, value, rule)
+    if not math.isfinite(number) or number <= 0:
+        raise PolysyncValidationError(field, value, rule)
+    return number
+
+
 def as_optional_str(field: str, value: Any, max_length: int | None = None) -> str | None:
     """A non-empty string or None (an empty string from templating counts as not set)."""
     if value is None or value == "":

@@ -20,6 +20,16 @@ from botocore.exceptions import UnknownRegionError
 
 from polysync_airflow.hooks.base import AsyncClientHolder
 from polysync_airflow.ownership import WATCHED_MARK
+from polysync_airflow.queueing import RunTiming
+from polysync_airflow.queueing.aws_batch import (
+    WaitFacts,
+    environment_names,
+    is_waiting,
+    job_timing,
+    main_node_container,
+    read_problem,
+    waiting_cause,
+)
 from polysync_airflow.status import CANCEL_REASON
 
 DEFAULT_LOG_GROUP = "/aws/batch/job"
@@ -28,12 +38,36 @@ LOG_TAIL_LINES = 50
 """How many of the last lines of a job's log stream the task log shows."""
 
 
+def _ecs_containers(properties: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The containers of an ``ecsProperties`` (job or definition) or of an attempt's ``taskProperties``, essential
+    ones first (the one whose output a user wants)."""
+    tasks = (properties or {}).get("taskProperties") or []
+    containers = [container for task in tasks for container in task.get("containers") or []]
+    return sorted(containers, key=lambda container: container.get("essential") is False)
+
+
 def log_stream_name(job: Mapping[str, Any]) -> str | None:
-    """The job's CloudWatch log stream: ``container.logStreamName``, else its last attempt's (None: not started)."""
-    name = (job.get("container") or {}).get("logStreamName")
-    if not name and job.get("attempts"):
-        name = (job["attempts"][-1].get("container") or {}).get("logStreamName")
-    return name or None
+    """The job's CloudWatch log stream (None: not started): ``container.logStreamName``; for an ECS-properties
+    job, its (essential) container's; else its last attempt's, which for a multi-node job is the main node's
+    (as the Amazon provider reads it)."""
+    candidates = [job.get("container") or {}, *_ecs_containers(job.get("ecsProperties"))]
+    if job.get("attempts"):
+        last = job["attempts"][-1]
+        candidates += [last.get("container") or {}, *_ecs_containers(last)]
+    return next((c["logStreamName"] for c in candidates if c.get("logStreamName")), None)
+
+
+def _log_configuration(properties: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``logConfiguration`` of a job or job definition: of its container (``container`` or
+    ``containerProperties``), its (essential) ECS container, or its multi-node main node's container."""
+    container = properties.get("container") or properties.get("containerProperties")
+    if container:
+        return container.get("logConfiguration")
+    ecs = _ecs_containers(properties.get("ecsProperties"))
+    if ecs:
+        return ecs[0].get("logConfiguration")
+    main = main_node_container(properties.get("nodeProperties") or {})
+    return main.get("logConfiguration") if main else None
 
 
 class AwsConnectionNotDefined(AirflowNotFoundException):
@@ -217,6 +251,43 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
         """Stop the run's job (TerminateJob: queued and running jobs alike)."""
         self.conn.terminate_job(jobId=run_id, reason=reason)
 
+    # -- a run that waits to start, and its timing (the answer: a DescribeJobs entry, None when not found) ------
+
+    @staticmethod
+    def answer_timing(answer: Mapping[str, Any] | None) -> RunTiming:
+        return job_timing(answer) if answer else RunTiming()
+
+    @staticmethod
+    def answer_waiting(answer: Mapping[str, Any] | None) -> bool:
+        return is_waiting(answer)
+
+    def read_wait_cause(self, run_id: str, answer: Mapping[str, Any]) -> str:
+        """Why the described job has not started (DescribeJobQueues, DescribeComputeEnvironments), in one line."""
+        return waiting_cause(answer, self.read_wait_facts(answer))
+
+    async def aread_wait_cause(self, run_id: str, answer: Mapping[str, Any]) -> str:
+        return waiting_cause(answer, await self.aread_wait_facts(answer))
+
+    def read_wait_facts(self, job: Mapping[str, Any]) -> WaitFacts:
+        """Why a described job may be waiting: its queue (DescribeJobQueues) and the queue's compute environments
+        (DescribeComputeEnvironments). A read that fails is reported in the facts, never raised."""
+        problems: list[str] = []
+        queue, environments = None, []
+        try:
+            queues = self.conn.describe_job_queues(jobQueues=[job["jobQueue"]]).get("jobQueues", [])
+            queue = queues[0] if queues else None
+        except Exception as err:
+            problems.append(read_problem(err, "DescribeJobQueues"))
+        names = environment_names(queue) if queue else []
+        if names:
+            try:
+                environments = self.conn.describe_compute_environments(computeEnvironments=names).get(
+                    "computeEnvironments", []
+                )
+            except Exception as err:
+                problems.append(read_problem(err, "DescribeComputeEnvironments"))
+        return WaitFacts(queue, environments, problems)
+
     def job_log_stream(self, job: Mapping[str, Any]) -> JobLogStream:
         """Where a described job's output is: its stream, and the log group (and region) of its
         ``logConfiguration`` (from the job, else DescribeJobDefinitions of its definition ARN), by default
@@ -224,9 +295,7 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
         stream = log_stream_name(job)
         if stream is None:
             raise NoLogStream(f"job {job.get('jobId')} has no log stream (its container never started)")
-        config = (job.get("container") or {}).get("logConfiguration") or self._definition_log_configuration(
-            job.get("jobDefinition")
-        )
+        config = _log_configuration(job) or self._definition_log_configuration(job.get("jobDefinition"))
         driver = config.get("logDriver") or "awslogs"
         if driver != "awslogs":
             raise NoLogStream(f"job {job.get('jobId')} logs with the {driver!r} log driver, not to CloudWatch Logs")
@@ -241,7 +310,7 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
         if not definition_arn:
             return {}
         found = self.conn.describe_job_definitions(jobDefinitions=[definition_arn]).get("jobDefinitions", [])
-        return (found[0].get("containerProperties") or {}).get("logConfiguration") or {} if found else {}
+        return (_log_configuration(found[0]) or {}) if found else {}
 
     def tail_log(self, log: JobLogStream, lines: int = LOG_TAIL_LINES) -> list[str]:
         """The last ``lines`` events of a log stream, oldest first (one GetLogEvents from the stream's end)."""
@@ -285,6 +354,24 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
 
     async def aterminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
         await self.async_client.terminate_job(jobId=run_id, reason=reason)
+
+    async def aread_wait_facts(self, job: Mapping[str, Any]) -> WaitFacts:
+        """:meth:`read_wait_facts` with the async client."""
+        problems: list[str] = []
+        queue, environments = None, []
+        try:
+            answer = await self.async_client.describe_job_queues(jobQueues=[job["jobQueue"]])
+            queue = (answer.get("jobQueues") or [None])[0]
+        except Exception as err:
+            problems.append(read_problem(err, "DescribeJobQueues"))
+        names = environment_names(queue) if queue else []
+        if names:
+            try:
+                answer = await self.async_client.describe_compute_environments(computeEnvironments=names)
+                environments = answer.get("computeEnvironments", [])
+            except Exception as err:
+                problems.append(read_problem(err, "DescribeComputeEnvironments"))
+        return WaitFacts(queue, environments, problems)
 
     async def amark_watched(self, job: Mapping[str, Any] | None, watcher: str) -> None:
         """Tag a job, as the last read described it (its answer), watched, unless it is (one TagResource, no read)."""

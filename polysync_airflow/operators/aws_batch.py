@@ -105,6 +105,8 @@ class AwsBatchJobOperator(PolysyncJobOperator):
         "aws_conn_id",
         "region_name",
         "verify",
+        "queued_warning_after",
+        "queued_timeout",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "parameters": "json",

@@ -58,6 +58,8 @@ class AzureBatchJobOperator(PolysyncJobOperator):
         "container_image",
         "container_run_options",
         "azure_batch_conn_id",
+        "queued_warning_after",
+        "queued_timeout",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"parameters": "json"}
     operator_extra_links = (AzureBatchJobLink(), AzureBatchTaskLink())

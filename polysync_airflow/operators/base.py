@@ -21,6 +21,7 @@ from polysync_airflow.ownership import (
     choose_job_to_adopt,
     jobs_to_stop,
 )
+from polysync_airflow.queueing import QueueWatch, RunTiming, not_started_reason, timing_from_dict
 from polysync_airflow.run_watch import (
     PollingSettings,
     RunWatch,
@@ -31,6 +32,7 @@ from polysync_airflow.run_watch import (
 )
 from polysync_airflow.status import CANCEL_REASON, RunState, RunStatus
 from polysync_airflow.triggers.base import PolysyncJobTrigger
+from polysync_airflow.validation import as_optional_seconds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -58,6 +60,10 @@ class PolysyncJobOperator(BaseOperator):
         timeouts) to ride out, retrying with capped exponential backoff, before the task fails.
     :param fetch_logs: also put the end of the job's output into the task log when it succeeds (it is
         always put there when the job fails).
+    :param queued_warning_after: seconds a job may wait to start (from its creation) before the task log gets
+        one warning saying why, as the service tells it (None: no warning). Templated.
+    :param queued_timeout: seconds after which a job that has not started is stopped and the task fails with
+        ``Run <id> did not start within <n> s: <why>`` (retries apply; None: no limit). Templated.
 
     The operator's ``execution_timeout`` also bounds a deferred run: past it the job is terminated
     (when ``cancel_on_kill``) and the task fails.
@@ -77,6 +83,8 @@ class PolysyncJobOperator(BaseOperator):
         unknown_grace_period: float = PollingSettings.unknown_grace_period,
         outage_window: float = PollingSettings.outage_window,
         fetch_logs: bool = False,
+        queued_warning_after: float | str | None = PollingSettings.queued_warning_after,
+        queued_timeout: float | str | None = PollingSettings.queued_timeout,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,6 +96,9 @@ class PolysyncJobOperator(BaseOperator):
             cancel_on_kill=cancel_on_kill,
         )
         self.fetch_logs = fetch_logs
+        # Kept as given (templated), validated into the polling settings when the task runs.
+        self.queued_warning_after = queued_warning_after
+        self.queued_timeout = queued_timeout
         self._submitted: SubmittedRun | None = None
         self._finished = False
 
@@ -153,6 +164,11 @@ class PolysyncJobOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         PolysyncRunLink.start_try(context)
+        self.polling = replace(
+            self.polling,
+            queued_warning_after=as_optional_seconds("queued_warning_after", self.queued_warning_after),
+            queued_timeout=as_optional_seconds("queued_timeout", self.queued_timeout),
+        )
         ledger = OwnershipLedger(task_state_store(context))
         run = self._submitted = self.start_run(context, ledger)
         self.log.info("Monitor run %s (job name %s) at %s", run.run_id, run.job_name, run.monitor_url)
@@ -167,9 +183,11 @@ class PolysyncJobOperator(BaseOperator):
             self.defer(trigger=self.make_trigger(run, deadline), method_name="execute_complete")
         # deferrable=False: the worker polls (execution_timeout kills it, and on_kill stops the run).
         watch = RunWatch(run.run_id, self.log, self.polling, self.is_transient)
+        queue = QueueWatch(run.run_id, self.log, self.polling.queued_warning_after, self.polling.queued_timeout)
 
         def next_state() -> RunState:
-            state = self.read_state(run.run_id)
+            answer = self.hook.read_run(run.run_id)
+            state = queue.observe(self.hook, answer, self.decode(run.run_id, answer))
             if self.polling.mark_watched and watch.first_seen_running(state):
                 with quietly(self.log, f"mark run {run.run_id} as watched"):
                     self.hook.mark_watched(run.run_id, "worker")
@@ -180,7 +198,11 @@ class PolysyncJobOperator(BaseOperator):
         except BaseException:
             self._cancel_after_interruption()
             raise
-        return self._finish(context, state.to_event() | {"timed_out": timed_out}, run)
+        if queue.timed_out:  # a job that did not start within queued_timeout is stopped, whatever cancel_on_kill
+            with quietly(self.log, f"stop run {run.run_id}"):
+                self.hook.terminate_run(run.run_id, not_started_reason(self.polling.queued_timeout))
+        event = {"timed_out": timed_out, "queue_timed_out": queue.timed_out, "timing": queue.timing(self.hook)}
+        return self._finish(context, state.to_event() | event, run)
 
     def read_state(self, run_id: str) -> RunState:
         """The run's current state (sync: the worker's watch, ``deferrable=False``)."""
@@ -276,7 +298,9 @@ class PolysyncJobOperator(BaseOperator):
             "monitor_url": run.monitor_url,
             "job_name": run.job_name,
         }
+        info["timing"] = self._timing(run.run_id, event.get("timing"))
         details = self.report_outcome(context, run.run_id, status, info)
+        self.log.info("%s", timing_from_dict(info["timing"]).summary(run.run_id))
         if details:
             message = f"{message}; {details}" if message else details
             if status is not RunStatus.SUCCESS:
@@ -290,11 +314,22 @@ class PolysyncJobOperator(BaseOperator):
             return info
         if status is RunStatus.CANCELLED:
             raise AirflowFailException(f"Run {run.run_id} was cancelled: {message or 'no reason given'} {where}")
+        if event.get("queue_timed_out"):  # the message says it: "Run <id> did not start within <n> s: <why>"
+            raise AirflowException(f"{message} {where}")
         if event.get("timed_out"):
             raise AirflowException(f"Run {run.run_id} timed out: {message} {where}")
         if status is RunStatus.FAILED:
             raise AirflowException(f"Run {run.run_id} failed: {message or 'no reason given'} {where}")
         raise AirflowException(f"Run {run.run_id} ended with status {status.value}: {message} {where}")
+
+    def _timing(self, run_id: str, timing: Any) -> dict[str, Any]:
+        """The run's timing from the final event; read once more when it lacks the end (the run was stopped after
+        that answer, or the event came from a trigger stored before timing existed). Never raises."""
+        if isinstance(timing, dict) and timing.get("ended_at"):
+            return timing
+        with quietly(self.log, f"read the timing of run {run_id}"):
+            return self.hook.answer_timing(self.hook.read_run(run_id)).to_dict()
+        return timing if isinstance(timing, dict) else RunTiming().to_dict()
 
     def _cancel_after_interruption(self) -> None:
         if self.polling.cancel_on_kill and self._submitted is not None and not self._finished:

@@ -26,7 +26,7 @@ from urllib.parse import unquote
 from polysync_airflow.testing._emulator import BatchEndpoint, OnModel
 from polysync_airflow.testing._http import Request, Response
 from polysync_airflow.testing.aws_batch_model import AwsBatchModel, ClientException
-from polysync_airflow.testing.aws_batch_resources import Job, JobDefinition, JobQueue
+from polysync_airflow.testing.aws_batch_resources import ComputeEnvironment, Job, JobDefinition, JobQueue
 from polysync_airflow.testing.aws_logs import LOGS_TARGET_PREFIX, LocalCloudWatchLogs
 from polysync_airflow.testing.runner import LocalJobRunner
 
@@ -98,7 +98,11 @@ class LocalAwsBatch(BatchEndpoint[Job]):
             "registerjobdefinition": self.register_job_definition,
             "deregisterjobdefinition": self.deregister_job_definition,
             "describejobqueues": self.describe_job_queues,
+            "describecomputeenvironments": self.describe_compute_environments,
         }
+        self.denied_operations: set[str] = set()
+        """Tests: operations (``DescribeComputeEnvironments``, ...) answered with ``AccessDeniedException``, as
+        AWS answers an identity whose policy does not allow them."""
         self.load_seed(seed)
 
     @property
@@ -116,8 +120,36 @@ class LocalAwsBatch(BatchEndpoint[Job]):
     def load_seed(self, seed: str | Path | dict[str, Any] | None) -> None:
         self.model.load_seed(self.read_seed(seed, "aws_batch_seed.json"))
 
-    def add_job_queue(self, name: str, priority: int = 1, scheduling_policy: str | None = None) -> JobQueue:
-        return self.model.add_job_queue(name, priority, scheduling_policy)
+    def add_job_queue(
+        self,
+        name: str,
+        priority: int = 1,
+        scheduling_policy: str | None = None,
+        compute_environments: list[str] | None = None,
+    ) -> JobQueue:
+        return self.model.add_job_queue(name, priority, scheduling_policy, compute_environments)
+
+    def add_compute_environment(
+        self,
+        name: str,
+        *,
+        max_vcpus: int = 256,
+        state: str = "ENABLED",
+        status: str = "VALID",
+        status_reason: str | None = None,
+    ) -> ComputeEnvironment:
+        """A managed compute environment to attach to queues (``add_job_queue(..., compute_environments=[name])``):
+        ``status="INVALID"`` or a ``max_vcpus`` below a job's vCPUs keeps that job RUNNABLE, as on AWS."""
+        return self.model.add_compute_environment(
+            name, max_vcpus=max_vcpus, state=state, status=status, status_reason=status_reason
+        )
+
+    def hold_queue(self, name: str, reason: str | None) -> None:
+        """Tests: jobs of the queue reaching RUNNABLE stay there with ``statusReason`` ``reason`` (None: release
+        them), e.g. ``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - ...``."""
+        queue = self.model.queue(name)
+        with self.model.lock:
+            queue.hold_reason = reason
 
     def job_output(self, job_id: str) -> tuple[str, str]:
         """(stdout, stderr) of a job's last attempt."""
@@ -144,6 +176,15 @@ class LocalAwsBatch(BatchEndpoint[Job]):
             handler = self.tag_resource if request.method == "POST" else self.list_tags_for_resource
             resource = {"resourceArn": unquote(request.path[len(TAGS_PATH) :])}
         self.record(operation)
+        denied = {name.lower(): name for name in self.denied_operations}
+        if operation in denied:
+            return _error(
+                403,
+                "AccessDeniedException",
+                f"User: arn:aws:sts::{self.account}:assumed-role/airflow/worker is not authorized to perform: "
+                f"batch:{denied[operation]} because no identity-based policy allows the batch:{denied[operation]} "
+                "action",
+            )
         if handler is None:
             return _error(404, "UnknownOperationException", f"Unknown operation {request.method} {request.path}")
         try:
@@ -200,6 +241,10 @@ class LocalAwsBatch(BatchEndpoint[Job]):
 
     def describe_job_queues(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"jobQueues": [queue.describe() for queue in self.model.describe_job_queues(body)]}
+
+    def describe_compute_environments(self, body: dict[str, Any]) -> dict[str, Any]:
+        environments = self.model.describe_compute_environments(body)
+        return _paged("computeEnvironments", environments, body, lambda environment: environment.describe())
 
     def get_log_events(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.logs.get_log_events(body)

@@ -125,6 +125,23 @@ def _run_array(model: AwsBatchModel, parent: Job) -> None:
         set_status(model, parent, "SUCCEEDED", REASON_EXITED)
 
 
+def _wait_for_capacity(model: AwsBatchModel, job: Job) -> bool:
+    """Stay RUNNABLE while the job's queue cannot run it (held, no usable compute environment, none large
+    enough), with AWS's ``statusReason`` for it; False if the job was stopped meanwhile."""
+    held = False
+    while (reason := job.queue.blocked_reason(job.vcpus)) is not None:
+        with model.lock:
+            if job.cancel.is_set():  # a terminate's reason stands
+                return False
+            job.status_reason, held = reason or None, True
+        if model.pause(job.cancel):
+            return False
+    if held:
+        with model.lock:
+            job.status_reason = None  # AWS drops the reason once the job is placed
+    return True
+
+
 def _run_attempts(model: AwsBatchModel, job: Job, on_running: Callable[[], None] | None = None) -> None:
     retry = job.request.get("retryStrategy") or job.definition.retry_strategy or {}
     timeout = (job.request.get("timeout") or job.definition.timeout or {}).get("attemptDurationSeconds")
@@ -135,7 +152,7 @@ def _run_attempts(model: AwsBatchModel, job: Job, on_running: Callable[[], None]
     command = substitute(job.definition.command, job.parameters)
     for attempt in range(1, int(retry.get("attempts", 1)) + 1):
         set_status(model, job, "RUNNABLE")
-        if model.pause(job.cancel):
+        if model.pause(job.cancel) or not _wait_for_capacity(model, job):
             return set_status(model, job, "FAILED")
         set_status(model, job, "STARTING")
         if model.pause(job.cancel):
@@ -153,11 +170,7 @@ def _run_attempts(model: AwsBatchModel, job: Job, on_running: Callable[[], None]
             reason = job.status_reason if outcome.killed else (REASON_TIMEOUT if outcome.timed_out else REASON_EXITED)
             job.attempts.append(
                 {
-                    "container": {
-                        "exitCode": outcome.exit_code,
-                        "logStreamName": job.log_stream_name,
-                        "networkInterfaces": [],
-                    },
+                    **job.attempt_detail(outcome.exit_code),
                     "startedAt": started,
                     "stoppedAt": now_ms(),
                     "statusReason": reason,

@@ -20,10 +20,14 @@ from polysync_airflow.testing.aws_batch_lifecycle import start_job, stop_job
 from polysync_airflow.testing.aws_batch_resources import (
     FINISHED_STATES,
     JOB_STATUSES,
+    ComputeEnvironment,
     Job,
     JobDefinition,
     JobQueue,
+    essential_container,
+    main_node_container,
     now_ms,
+    vcpus_of,
 )
 from polysync_airflow.testing.runner import LocalJobRunner
 
@@ -48,6 +52,7 @@ class AwsBatchModel(BatchModel[Job]):
     ) -> None:
         super().__init__(step_seconds, runner)
         self.region, self.account = region, account
+        self.compute_environments: dict[str, ComputeEnvironment] = {}
         self.queues: dict[str, JobQueue] = {}
         self.definitions: list[JobDefinition] = []
         self.jobs: dict[str, Job] = {}
@@ -56,23 +61,37 @@ class AwsBatchModel(BatchModel[Job]):
         """CloudWatch Logs: group name -> stream name -> events (``timestamp``, ``message``, ``ingestionTime``)."""
 
     def load_seed(self, data: dict[str, Any]) -> None:
-        """Queues and definitions in the shape of ``aws_batch_seed.json``."""
+        """Compute environments, queues and definitions in the shape of ``aws_batch_seed.json``."""
+        for environment in data.get("compute_environments", []):
+            self.add_compute_environment(
+                environment["name"],
+                max_vcpus=environment.get("max_vcpus", 256),
+                state=environment.get("state", "ENABLED"),
+                status=environment.get("status", "VALID"),
+                status_reason=environment.get("status_reason"),
+            )
         for queue in data.get("job_queues", []):
-            self.add_job_queue(queue["name"], queue.get("priority", 1), queue.get("scheduling_policy"))
+            self.add_job_queue(
+                queue["name"],
+                queue.get("priority", 1),
+                queue.get("scheduling_policy"),
+                queue.get("compute_environments"),
+            )
         for definition in data.get("job_definitions", []):
             log_configuration = definition.get("log_configuration")
-            registered = self.register_job_definition(
-                {
-                    "jobDefinitionName": definition["name"],
-                    "type": "container",
-                    "parameters": definition.get("parameters", {}),
-                    "containerProperties": {
-                        "image": "busybox",
-                        "command": definition["command"],
-                        **({"logConfiguration": log_configuration} if log_configuration else {}),
-                    },
-                }
-            )
+            container = {
+                "image": "busybox",
+                "command": definition["command"],
+                "resourceRequirements": [{"type": "VCPU", "value": str(definition.get("vcpus", 1))}],
+                **({"logConfiguration": log_configuration} if log_configuration else {}),
+            }
+            body: dict[str, Any] = {
+                "jobDefinitionName": definition["name"],
+                "type": "container",
+                "parameters": definition.get("parameters", {}),
+                "containerProperties": container,
+            }
+            registered = self.register_job_definition(body)
             if definition.get("deregistered"):
                 self.deregister_job_definition({"jobDefinition": registered.arn})
 
@@ -81,9 +100,53 @@ class AwsBatchModel(BatchModel[Job]):
 
     # -- job queues and job definitions ------------------------------------------------------------
 
-    def add_job_queue(self, name: str, priority: int = 1, scheduling_policy: str | None = None) -> JobQueue:
+    def add_compute_environment(
+        self,
+        name: str,
+        *,
+        max_vcpus: int = 256,
+        state: str = "ENABLED",
+        status: str = "VALID",
+        status_reason: str | None = None,
+    ) -> ComputeEnvironment:
+        """A managed EC2 compute environment (``status`` INVALID, or a small ``max_vcpus``, keeps jobs RUNNABLE)."""
+        reason = status_reason or ("ComputeEnvironment Healthy" if status == "VALID" else "CLIENT_ERROR - invalid")
+        environment = ComputeEnvironment(
+            name,
+            self.arn("compute-environment", name),
+            state=state,
+            status=status,
+            status_reason=reason,
+            max_vcpus=max_vcpus,
+            service_role=f"arn:aws:iam::{self.account}:role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch",
+        )
+        with self.lock:
+            self.compute_environments[name] = environment
+        return environment
+
+    def compute_environment(self, name_or_arn: str) -> ComputeEnvironment:
+        with self.lock:
+            for environment in self.compute_environments.values():
+                if name_or_arn in (environment.name, environment.arn):
+                    return environment
+        raise ClientException(f"Compute environment {name_or_arn} does not exist")
+
+    def describe_compute_environments(self, body: dict[str, Any]) -> list[ComputeEnvironment]:
+        with self.lock:
+            environments = list(self.compute_environments.values())
+        wanted = body.get("computeEnvironments")
+        return [e for e in environments if e.name in wanted or e.arn in wanted] if wanted else environments
+
+    def add_job_queue(
+        self,
+        name: str,
+        priority: int = 1,
+        scheduling_policy: str | None = None,
+        compute_environments: list[str] | None = None,
+    ) -> JobQueue:
         policy_arn = self.arn("scheduling-policy", scheduling_policy) if scheduling_policy else None
-        queue = JobQueue(name, self.arn("job-queue", name), priority, policy_arn)
+        environments = [self.compute_environment(e) for e in compute_environments or []]
+        queue = JobQueue(name, self.arn("job-queue", name), priority, policy_arn, compute_environments=environments)
         with self.lock:
             self.queues[name] = queue
         return queue
@@ -105,7 +168,15 @@ class AwsBatchModel(BatchModel[Job]):
     def register_job_definition(self, body: dict[str, Any]) -> JobDefinition:
         """A new revision of ``jobDefinitionName`` (1 more than its latest)."""
         name = body["jobDefinitionName"]
-        props = body.get("containerProperties", {})
+        node_properties, ecs_properties = body.get("nodeProperties"), body.get("ecsProperties")
+        if body.get("type") == "multinode" and not node_properties:
+            raise ClientException("nodeProperties is required for a multinode job definition")
+        if node_properties:
+            props = main_node_container(node_properties)
+        elif ecs_properties:
+            props = essential_container(ecs_properties)
+        else:
+            props = body.get("containerProperties", {})
         with self.lock:
             revision = 1 + max((d.revision for d in self.definitions if d.name == name), default=0)
             definition = JobDefinition(
@@ -121,6 +192,10 @@ class AwsBatchModel(BatchModel[Job]):
                 propagate_tags=bool(body.get("propagateTags", False)),
                 image=props.get("image", "busybox"),
                 log_configuration=props.get("logConfiguration"),
+                vcpus=vcpus_of(props),
+                node_properties=node_properties,
+                ecs_properties=ecs_properties,
+                container_name=props.get("name", "default"),
             )
             self.definitions.append(definition)
         return definition

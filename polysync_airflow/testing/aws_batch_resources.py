@@ -8,9 +8,12 @@ answers.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +21,11 @@ ACTIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 FINISHED_STATES = ("SUCCEEDED", "FAILED")
 JOB_STATUSES = (*ACTIVE_STATES, *FINISHED_STATES)
 DEFAULT_LOG_GROUP = "/aws/batch/job"
+JOB_RESOURCE_REQUIREMENT = (
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher than that "
+    "can be met by the CE(s) attached to the job queue."
+)
+"""AWS's ``statusReason`` for a RUNNABLE job no compute environment of its queue is large enough for."""
 
 
 def now_ms() -> int:
@@ -25,14 +33,65 @@ def now_ms() -> int:
 
 
 @dataclass
+class ComputeEnvironment:
+    """A compute environment: where a queue's jobs run. One that is not ENABLED and VALID runs nothing, and a
+    job needing more vCPUs than its ``max_vcpus`` never starts (AWS keeps such jobs RUNNABLE)."""
+
+    name: str
+    arn: str
+    state: str = "ENABLED"
+    status: str = "VALID"
+    status_reason: str = "ComputeEnvironment Healthy"
+    max_vcpus: int = 256
+    kind: str = "MANAGED"
+    resource_type: str = "EC2"
+    service_role: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.state == "ENABLED" and self.status == "VALID"
+
+    def describe(self) -> dict[str, Any]:
+        account_region = self.arn.split(":")[3:5]
+        result: dict[str, Any] = {
+            "computeEnvironmentName": self.name,
+            "computeEnvironmentArn": self.arn,
+            "ecsClusterArn": f"arn:aws:ecs:{account_region[0]}:{account_region[1]}:cluster/{self.name}_Batch",
+            "serviceRole": self.service_role,
+            "state": self.state,
+            "type": self.kind,
+            "status": self.status,
+            "statusReason": self.status_reason,
+            "tags": {},
+            "containerOrchestrationType": "ECS",
+        }
+        if self.kind == "MANAGED":
+            result["computeResources"] = {
+                "type": self.resource_type,
+                "minvCpus": 0,
+                "maxvCpus": self.max_vcpus,
+                "desiredvCpus": 0,
+                "instanceTypes": ["optimal"],
+                "subnets": [],
+                "securityGroupIds": [],
+            }
+        return result
+
+
+@dataclass
 class JobQueue:
-    """A job queue; with a scheduling policy (fair share) its jobs need a ``shareIdentifier``."""
+    """A job queue; with a scheduling policy (fair share) its jobs need a ``shareIdentifier``.
+
+    ``hold_reason`` (tests): jobs reaching RUNNABLE stay there with that ``statusReason`` until it is cleared,
+    as when AWS cannot find capacity (``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - ...``)."""
 
     name: str
     arn: str
     priority: int = 1
     scheduling_policy_arn: str | None = None
     state: str = "ENABLED"
+    compute_environments: list[ComputeEnvironment] = field(default_factory=list)
+    hold_reason: str | None = None
 
     def describe(self) -> dict[str, Any]:
         result = {
@@ -40,18 +99,38 @@ class JobQueue:
             "jobQueueArn": self.arn,
             "state": self.state,
             "status": "VALID",
+            "statusReason": "JobQueue Healthy",
             "priority": self.priority,
-            "computeEnvironmentOrder": [],
+            "computeEnvironmentOrder": [
+                {"order": order, "computeEnvironment": environment.arn}
+                for order, environment in enumerate(self.compute_environments, start=1)
+            ],
             "tags": {},
         }
         if self.scheduling_policy_arn:
             result["schedulingPolicyArn"] = self.scheduling_policy_arn
         return result
 
+    def blocked_reason(self, vcpus: int) -> str | None:
+        """Why a job needing ``vcpus`` cannot start here ("" when AWS gives no reason), None when it can."""
+        if self.hold_reason is not None:
+            return self.hold_reason
+        if not self.compute_environments:  # a queue seeded without environments runs everything
+            return None
+        usable = [environment for environment in self.compute_environments if environment.usable]
+        if not usable or self.state != "ENABLED":
+            return ""  # AWS leaves the job RUNNABLE without a reason; the environment's status tells why
+        if vcpus > max(environment.max_vcpus for environment in usable):
+            return JOB_RESOURCE_REQUIREMENT
+        return None
+
 
 @dataclass
 class JobDefinition:
-    """One revision of a container job definition (``ACTIVE``, or ``INACTIVE`` once deregistered)."""
+    """One revision of a job definition (``ACTIVE``, or ``INACTIVE`` once deregistered): a container job, a
+    multi-node parallel one (``node_properties``; its main node's container is the one that runs here) or an
+    ECS-properties one (``ecs_properties``; its first essential container runs). ``command``, ``image`` and
+    ``log_configuration`` are those of the container that runs."""
 
     name: str
     revision: int
@@ -66,6 +145,15 @@ class JobDefinition:
     propagate_tags: bool = False
     image: str = "busybox"
     log_configuration: dict[str, Any] | None = None
+    vcpus: int = 1
+    node_properties: dict[str, Any] | None = None
+    ecs_properties: dict[str, Any] | None = None
+    container_name: str = "default"
+    """The running container's name (ECS properties), which AWS puts in its log stream's name."""
+
+    @property
+    def kind(self) -> str:
+        return "multinode" if self.node_properties else "container"
 
     @property
     def log_group(self) -> str:
@@ -79,26 +167,62 @@ class JobDefinition:
             "jobDefinitionArn": self.arn,
             "revision": self.revision,
             "status": self.status,
-            "type": "container",
+            "type": self.kind,
             "parameters": dict(self.parameters),
-            "containerProperties": {
-                "image": self.image,
-                "command": list(self.command),
-                "environment": list(self.environment),
-                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
-            },
             "tags": dict(self.tags),
             "propagateTags": self.propagate_tags,
             "platformCapabilities": ["EC2"],
             "containerOrchestrationType": "ECS",
         }
-        if self.log_configuration:
-            result["containerProperties"]["logConfiguration"] = self.log_configuration
+        if self.node_properties:
+            result["nodeProperties"] = self.node_properties
+        elif self.ecs_properties:
+            result["ecsProperties"] = self.ecs_properties
+        else:
+            result["containerProperties"] = {
+                "image": self.image,
+                "command": list(self.command),
+                "environment": list(self.environment),
+                "resourceRequirements": [
+                    {"type": "VCPU", "value": str(self.vcpus)},
+                    {"type": "MEMORY", "value": "512"},
+                ],
+            }
+            if self.log_configuration:
+                result["containerProperties"]["logConfiguration"] = self.log_configuration
         if self.timeout:
             result["timeout"] = self.timeout
         if self.retry_strategy:
             result["retryStrategy"] = self.retry_strategy
         return result
+
+
+def vcpus_of(container: Mapping[str, Any]) -> int:
+    """A container's vCPUs: its ``resourceRequirements`` VCPU, else the older ``vcpus`` field, else 1."""
+    for requirement in container.get("resourceRequirements") or []:
+        if requirement.get("type") == "VCPU":
+            return max(1, math.ceil(float(requirement["value"])))
+    return int(container.get("vcpus") or 1)
+
+
+def main_node_container(node_properties: Mapping[str, Any]) -> dict[str, Any]:
+    """The container of a multi-node definition's main node (the node range whose ``targetNodes`` holds it)."""
+    main, size = int(node_properties.get("mainNode", 0)), int(node_properties.get("numNodes", 1))
+    for node_range in node_properties.get("nodeRangeProperties") or []:
+        start, colon, end = str(node_range.get("targetNodes", "")).partition(":")
+        first = int(start) if start else 0
+        last = (int(end) if end else size - 1) if colon else first
+        if first <= main <= last:
+            return dict(node_range.get("container") or {})
+    raise ValueError(f"nodeProperties: no nodeRangeProperties entry covers the main node {main}")
+
+
+def essential_container(ecs_properties: Mapping[str, Any]) -> dict[str, Any]:
+    """The container of an ECS-properties definition that runs here: its first essential one."""
+    containers = [c for task in ecs_properties.get("taskProperties") or [] for c in task.get("containers") or []]
+    if not containers:
+        raise ValueError("ecsProperties: taskProperties must hold at least one container")
+    return dict(next((c for c in containers if c.get("essential", True)), containers[0]))
 
 
 @dataclass
@@ -124,10 +248,35 @@ class Job:
     children: list[Job] = field(default_factory=list)
     cancel: threading.Event = field(default_factory=threading.Event)
     tags: dict[str, str] = field(default_factory=dict)
+    ecs_task_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def log_stream_name(self) -> str:
+        """The stream AWS names: ``<definition>/default/<task>`` (container, multi-node: the main node's), or
+        ``<definition>/<container name>/<ECS task id>`` for an ECS-properties job."""
+        if self.definition.ecs_properties:
+            return f"{self.definition.name}/{self.definition.container_name}/{self.ecs_task_id}"
+        if self.definition.node_properties:
+            return f"{self.definition.name}/default/{self.ecs_task_id}"
         return f"{self.definition.name}/default/{self.job_id.replace(':', '-')}"
+
+    @property
+    def vcpus(self) -> int:
+        """The vCPUs the job asks for: its ``containerOverrides``, else its definition's."""
+        overrides = self.request.get("containerOverrides") or {}
+        overridden = overrides.get("resourceRequirements") or overrides.get("vcpus")
+        return vcpus_of(overrides) if overridden else self.definition.vcpus
+
+    def attempt_detail(self, exit_code: int | None) -> dict[str, Any]:
+        """What an attempt says of its container(s): ``container`` or, for an ECS-properties job, ``taskProperties``."""
+        container: dict[str, Any] = {
+            "exitCode": exit_code,
+            "logStreamName": self.log_stream_name,
+            "networkInterfaces": [],
+        }
+        if self.definition.ecs_properties:
+            return {"taskProperties": [{"containers": [{"name": self.definition.container_name, **container}]}]}
+        return {"container": container}
 
     def status_summary(self) -> dict[str, int]:
         summary = dict.fromkeys(JOB_STATUSES, 0)
@@ -140,6 +289,7 @@ class Job:
             "image": self.definition.image,
             "command": substitute(self.definition.command, self.parameters),
             "environment": self.environment_list(),
+            "resourceRequirements": [{"type": "VCPU", "value": str(self.vcpus)}, {"type": "MEMORY", "value": "512"}],
         }
         if self.started_at is not None:  # AWS names the stream once the container has started
             container["logStreamName"] = self.log_stream_name
@@ -172,7 +322,12 @@ class Job:
             "propagateTags": bool(req.get("propagateTags", self.definition.propagate_tags)),
             "platformCapabilities": ["EC2"],
         }
-        if not self.children:
+        if self.definition.node_properties:  # the nodes' containers are on the node jobs, not the parent
+            detail["nodeProperties"] = self.definition.node_properties
+        elif self.definition.ecs_properties:
+            container = {"name": self.definition.container_name, **self.container()}
+            detail["ecsProperties"] = {"taskProperties": [{"containers": [container]}]}
+        elif not self.children:
             detail["container"] = self.container()
         for key, value in (
             ("statusReason", self.status_reason),

@@ -133,12 +133,23 @@ class LocalAzureBatch(BatchEndpoint[Job]):
         self.key = key
         self.page_size = page_size
         self.denied_files: set[str] = set()
+        self.denied_reads: set[str] = set()
+        """Tests: resource kinds (``"pools"``) whose reads are refused with 403, as for an identity without
+        read access to them."""
         self.missing_files: set[str] = set()
 
     # -- helpers for tests and users --------------------------------------------------------------
 
     def delete_pool(self, pool_id: str) -> None:
         self.model.delete_pool(pool_id)
+
+    def set_pool(self, pool_id: str, **fields: Any) -> None:
+        """Change a pool as ``GET /pools/{id}`` shows it, by wire names: e.g. ``currentDedicatedNodes=0``,
+        ``allocationState="steady"``, ``resizeErrors=[{"code": ..., "message": ...}]``. Tasks wait ``active``
+        while the pool has no node (dedicated or low-priority) and start once it has one."""
+        pool = self.model.pool(pool_id)
+        with self.model.lock:
+            pool.update(fields)
 
     def add_job(self, body: dict[str, Any]) -> Job:
         """Add a (template) job directly, without a request."""
@@ -205,7 +216,14 @@ class LocalAzureBatch(BatchEndpoint[Job]):
     def _route(self, request: Request, parts: list[str], query: dict[str, str]) -> Response:
         method, n, model = request.method, len(parts), self.model
         if parts[0] == "pools" and n == 2 and method == "GET":
-            return _ok(describe_pool(model.pool(parts[1])))
+            if "pools" in self.denied_reads:
+                raise BatchError(
+                    403,
+                    "InsufficientPermissions",
+                    "The caller does not have permission to read the pools of this account.",
+                )
+            with model.lock:
+                return _ok(_select(describe_pool(model.pool(parts[1])), query))
         if parts[0] != "jobs":
             raise BatchError(404, "ResourceNotFound", "The specified resource does not exist.")
         if n == 1 and method == "GET":

@@ -1,10 +1,10 @@
 """How a task of the local Azure Batch service runs, and how its job completes, in Azure's words.
 
 A task stays ``active`` while its job's pool does not exist (the job then shows a ``PoolNotFound``
-scheduling error), then walks ``preparing`` -> ``running`` -> ``completed``, staying ``step_seconds`` in each
-waiting state; its command line runs in a local process with the job's and its own environment settings,
-under the job's ``maxWallClockTime``. A job completes when it is terminated, when its wall clock runs out,
-or (``onAllTasksComplete: terminatejob``) when all its tasks have completed.
+scheduling error) or has no compute node, then walks ``preparing`` -> ``running`` -> ``completed``, staying
+``step_seconds`` in each waiting state; its command line runs in a local process with the job's and its own
+environment settings, under the job's ``maxWallClockTime``. A job completes when it is terminated, when its
+wall clock runs out, or (``onAllTasksComplete: terminatejob``) when all its tasks have completed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import isodate
 
-from polysync_airflow.testing.azure_batch_resources import Job, Task, now
+from polysync_airflow.testing.azure_batch_resources import Job, Task, now, pool_has_nodes
 
 if TYPE_CHECKING:  # the model starts and ends tasks through this module
     from polysync_airflow.testing.azure_batch_model import AzureBatchModel
@@ -82,14 +82,16 @@ def _run(model: AzureBatchModel, job: Job, task: Task) -> None:
         with model.lock:
             if job.state != "active":
                 return
-            pool_exists = job.pool_id is not None and job.pool_id.lower() in model.pools
-            if not pool_exists and job.scheduling_error is None:
+            pool = model.pools.get(job.pool_id.lower()) if job.pool_id is not None else None
+            if pool is None and job.scheduling_error is None:
                 job.scheduling_error = {
                     "category": "usererror",
                     "code": "PoolNotFound",
                     "message": f"The pool {job.pool_id} specified for the job does not exist.",
                 }
-        if pool_exists:
+            # A pool without nodes (scaled to zero, a failed resize): the task waits active for one.
+            ready = pool is not None and pool_has_nodes(pool)
+        if ready:
             break
     _set_state(model, task, "preparing")
     if task.terminated.wait(model.step_seconds):

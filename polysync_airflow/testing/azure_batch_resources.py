@@ -135,6 +135,29 @@ class Job(Resource):
         return result
 
 
+POOL_NODE_FIELDS = ("currentDedicatedNodes", "currentLowPriorityNodes")
+
+
 def describe_pool(pool: dict[str, Any]) -> dict[str, Any]:
-    """A pool as ``GET /pools/{id}`` shows it: always active and steady here."""
-    return {"id": pool["id"], "state": "active", "allocationState": "steady", "vmSize": pool.get("vmSize", "")}
+    """A pool as ``GET /pools/{id}`` shows it: the seed's dict over a steady pool of one dedicated node (a seed
+    or :meth:`~polysync_airflow.testing.LocalAzureBatch.set_pool` may give it no nodes and ``resizeErrors``)."""
+    result: dict[str, Any] = {
+        "id": pool["id"],
+        "url": f"/pools/{pool['id']}",
+        "state": "active",
+        "allocationState": "steady",
+        "vmSize": pool.get("vmSize", ""),
+        "currentDedicatedNodes": 1,
+        "currentLowPriorityNodes": 0,
+        "targetDedicatedNodes": 1,
+        "targetLowPriorityNodes": 0,
+        "enableAutoScale": False,
+    }
+    result.update({k: v for k, v in pool.items() if k != "id"})
+    return result
+
+
+def pool_has_nodes(pool: dict[str, Any]) -> bool:
+    """Whether a pool has a compute node to run a task on (dedicated or Spot/low-priority)."""
+    described = describe_pool(pool)
+    return any(int(described.get(name) or 0) > 0 for name in POOL_NODE_FIELDS)

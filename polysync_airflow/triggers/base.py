@@ -8,15 +8,15 @@ import json
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict
 from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from polysync_airflow.hooks.base import RunHook
+from polysync_airflow.queueing import QueueWatch, not_started_reason
 from polysync_airflow.run_watch import PollingSettings, RunWatch, quietly, timed_out_state
 from polysync_airflow.shared_poller import SharedPoller
-from polysync_airflow.status import RunState
+from polysync_airflow.status import CANCEL_REASON, RunState
 
 CANCEL_TIMEOUT_SECONDS = 20.0  # inside the triggerer's own on_kill_timeout (30 s by default)
 
@@ -63,12 +63,14 @@ class PolysyncJobTrigger(BaseTrigger):
     # -- the shared flow -----------------------------------------------------------------------------
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        settings = asdict(self.settings)
-        if settings["mark_watched"]:  # the default: a trigger that marks serializes as before this setting existed
-            del settings["mark_watched"]
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {self.run_id_kwarg: self.run_id, **self.connection_kwargs(), "job_name": self.job_name, **settings},
+            {
+                self.run_id_kwarg: self.run_id,
+                **self.connection_kwargs(),
+                "job_name": self.job_name,
+                **self.settings.to_kwargs(),
+            },
         )
 
     @property
@@ -78,12 +80,13 @@ class PolysyncJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = RunWatch(self.run_id, self.log, self.settings, self.is_transient)
+        queue = QueueWatch(self.run_id, self.log, self.settings.queued_warning_after, self.settings.queued_timeout)
         poller = SharedPoller.shared(self.poller_key, self.make_hook)
         async with poller.watching(self.run_id, self.settings.poll_interval) as (hook, next_answer):
 
             async def next_state() -> RunState:
                 answer = await next_answer()
-                state = self.decode(self.run_id, answer)
+                state = await queue.aobserve(hook, answer, self.decode(self.run_id, answer), poller.side_calls)
                 if self.settings.mark_watched and watch.first_seen_running(state):
                     async with poller.side_calls:
                         with quietly(self.log, f"mark run {self.run_id} as watched"):
@@ -91,10 +94,21 @@ class PolysyncJobTrigger(BaseTrigger):
                 return state
 
             state, timed_out = await watch_in_triggerer(next_state, watch, self.settings.deadline)
-            if timed_out and self.settings.cancel_on_kill:
+            if queue.timed_out:  # a job that did not start within queued_timeout is stopped, whatever cancel_on_kill
+                await self._cancel(hook, not_started_reason(self.settings.queued_timeout))
+            elif timed_out and self.settings.cancel_on_kill:
                 await self._cancel(hook)
+            timing = queue.timing(hook)
         self._reported = True  # before yielding: the triggerer may never resume us
-        yield TriggerEvent({**state.to_event(), "job_name": self.job_name, "timed_out": timed_out})
+        yield TriggerEvent(
+            {
+                **state.to_event(),
+                "job_name": self.job_name,
+                "timed_out": timed_out,
+                "queue_timed_out": queue.timed_out,
+                "timing": timing,
+            }
+        )
 
     async def on_kill(self) -> None:
         """The user marked the task failed or success, or cleared it: stop the run (never raises)."""
@@ -106,9 +120,9 @@ class PolysyncJobTrigger(BaseTrigger):
             async with hook.async_connection():
                 await self._cancel(hook)
 
-    async def _cancel(self, hook: RunHook) -> None:
+    async def _cancel(self, hook: RunHook, reason: str = CANCEL_REASON) -> None:
         with quietly(self.log, f"cancel run {self.run_id}"):
-            await asyncio.wait_for(hook.aterminate_run(self.run_id), CANCEL_TIMEOUT_SECONDS)
+            await asyncio.wait_for(hook.aterminate_run(self.run_id, reason), CANCEL_TIMEOUT_SECONDS)
             self.log.info("Cancel requested for run %s", self.run_id)
 
 

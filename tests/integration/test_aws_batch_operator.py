@@ -33,6 +33,8 @@ def test_success_returns_the_run_info_and_persists_the_link(deferrable, local_aw
     assert dag_run.state == "success"
     (job,) = submitted_jobs(local_aws_batch)
     info = ti.xcom_pull(task_ids="job")
+    timing = info.pop("timing")  # issue 15: how long the job queued and ran, besides the keys below
+    assert timing["attempts"] == 1 and timing["submitted_at"] and timing["ended_at"]
     url = f"https://us-east-1.console.aws.amazon.com/batch/home?region=us-east-1#jobs/detail/{job.job_id}"
     assert info == {
         "run_id": job.job_id,

@@ -84,6 +84,10 @@ def test_success_and_failure_events(local_aws_batch, polysync_aws_conn):
 
     success, failure = asyncio.run(both())
     assert success["status"] == "Success" and success["exit_code"] == 0 and success["run_id"] == ok
+    # the events' timing and queue outcome (issue 15), besides the keys they always had
+    assert failure.pop("queue_timed_out") is False
+    timing = failure.pop("timing")
+    assert timing["attempts"] == 1 and timing["ended_at"] and timing["running_seconds"] is not None
     assert failure == {
         "status": "Failed",
         "run_id": bad,

@@ -312,3 +312,42 @@ def test_a_missing_queue_or_definition_is_recognised_in_both(moto_batch, ours, c
         with pytest.raises(ClientError) as err:
             call(client)
         assert missing_resource(err.value) == resource, err.value
+
+
+def test_describe_compute_environments_shapes_match(moto_batch, ours):
+    theirs = moto_batch.describe_compute_environments(computeEnvironments=["local"])
+    mine = ours.describe_compute_environments(computeEnvironments=["polysync-ce"])
+    assert shape(theirs) == shape(mine) == {"computeEnvironments"}
+    missing = set(theirs["computeEnvironments"][0]) - set(mine["computeEnvironments"][0])
+    assert missing == set(), missing
+    # moto's is UNMANAGED (it needs no EC2 objects); ours is MANAGED, which adds its computeResources
+    assert mine["computeEnvironments"][0]["computeResources"]["maxvCpus"] == 256
+    queue_theirs = moto_batch.describe_job_queues(jobQueues=["polysync-default"])["jobQueues"][0]
+    queue_mine = ours.describe_job_queues(jobQueues=["polysync-default"])["jobQueues"][0]
+    assert [set(entry) for entry in queue_theirs["computeEnvironmentOrder"]] == [
+        set(entry) for entry in queue_mine["computeEnvironmentOrder"]
+    ]
+
+
+def test_describe_jobs_of_a_multi_node_job_shapes_match(moto_batch, ours):
+    container = {"image": "busybox", "command": COMMAND, "vcpus": 1, "memory": 512}
+    node_properties = {
+        "numNodes": 2,
+        "mainNode": 0,
+        "nodeRangeProperties": [{"targetNodes": "0:", "container": container}],
+    }
+    ids = {}
+    for client in (moto_batch, ours):
+        client.register_job_definition(jobDefinitionName="oracle-mnp", type="multinode", nodeProperties=node_properties)
+        ids[client] = client.submit_job(
+            jobName="Polysync-mnp", jobQueue="polysync-default", jobDefinition="oracle-mnp"
+        )["jobId"]
+    theirs, mine = finished(moto_batch, ids[moto_batch]), finished(ours, ids[ours])
+    assert theirs["status"] == mine["status"] == "SUCCEEDED"
+    assert theirs["nodeProperties"]["nodeRangeProperties"][0]["targetNodes"] == "0:"
+    assert mine["nodeProperties"]["nodeRangeProperties"][0]["targetNodes"] == "0:"
+    # moto also puts a container (with the main node's stream) on the parent; AWS keeps the nodes' containers on
+    # the node jobs (<id>#<index>), and the parent's attempts name the main node's stream, as both do here.
+    assert set(theirs) - set(mine) == {"container"}
+    assert theirs["attempts"][-1]["container"]["logStreamName"].startswith("oracle-mnp/default/")
+    assert mine["attempts"][-1]["container"]["logStreamName"].startswith("oracle-mnp/default/")

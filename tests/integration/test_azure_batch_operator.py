@@ -43,6 +43,8 @@ def test_success(deferrable, local_azure_batch, polysync_azure_conn, capsys):
     assert dag_run.state == "success"
     (job,) = created_jobs(local_azure_batch)
     info = ti.xcom_pull(task_ids="job")
+    timing = info.pop("timing")  # issue 15: how long the job queued and ran, besides the keys below
+    assert timing["attempts"] == 1 and timing["submitted_at"] and timing["ended_at"]
     url = (
         "https://portal.azure.com/#resource/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/"
         f"polysync-local/providers/Microsoft.Batch/batchAccounts/polysyncdev/jobs/{job.id}"

@@ -65,3 +65,23 @@ def test_bad_parameters_name_the_key(parameters, names):
         stringify_parameters(parameters)
     for name in names:
         assert name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(600, 600.0), ("600", 600.0), ("1.5", 1.5), (0.25, 0.25), (None, None), ("", None)]
+)
+def test_optional_seconds(value, expected):
+    from polysync_airflow.validation import as_optional_seconds
+
+    assert as_optional_seconds("queued_timeout", value) == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, "-5", "abc", True, float("nan"), float("inf"), [1]])
+def test_bad_optional_seconds_name_the_field_the_value_and_the_rule(value):
+    from polysync_airflow.validation import PolysyncValidationError, as_optional_seconds
+
+    with pytest.raises(PolysyncValidationError) as err:
+        as_optional_seconds("queued_timeout", value)
+    assert str(err.value) == (
+        f"queued_timeout={value!r} is invalid: must be a positive number of seconds, or None to turn it off"
+    )
