@@ -6,7 +6,9 @@ does: first ours (``AwsBatchJobTrigger``, ``AzureBatchJobTrigger``), then the of
 poll a loopback endpoint whose virtual jobs run for a set time (every tenth fails) and which counts every
 request. Job ends are spread over one poll interval so detection latency is sampled across it.
 
-Measured per run of a trigger kind: status calls, calls per run per poll, CPU seconds, memory per run (peak RSS
+Measured per run of a trigger kind: status calls, calls per run per poll, writes (the watched mark: AWS TagResource,
+Azure job update; none on Airflow 3.3, where the operator records ownership in the task_state_store), every request
+per run per poll (status reads, other reads and writes), CPU seconds, memory per run (peak RSS
 growth over the resident baseline / N), detection latency from a job's end to its trigger's event (median, max),
 first-poll delay (from the trigger's start to the first status read of its job), the longest event-loop stall,
 log lines per run, and whether every trigger reported the outcome its job really had. Prints JSON and a table
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -234,6 +237,11 @@ def connections(url: str) -> dict[str, str]:
     }
 
 
+# Our triggers as the operator defers them: on Airflow 3.3 without the watched mark (the task_state_store holds the
+# ownership), on 3.1 and 3.2 with it (one write per run).
+MARKS_WATCHED = importlib.util.find_spec("airflow.models.task_state_store") is None
+
+
 def make_trigger(platform: str, official: bool, job_id: str, interval: float) -> Any:
     if platform == "aws" and official:
         from airflow.providers.amazon.aws.triggers.batch import BatchJobTrigger
@@ -242,14 +250,21 @@ def make_trigger(platform: str, official: bool, job_id: str, interval: float) ->
     if platform == "aws":
         from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
 
-        return AwsBatchJobTrigger(job_id=job_id, aws_conn_id="bench_aws", poll_interval=interval)
+        return AwsBatchJobTrigger(
+            job_id=job_id, aws_conn_id="bench_aws", poll_interval=interval, mark_watched=MARKS_WATCHED
+        )
     if official:
         from airflow.providers.microsoft.azure.triggers.batch import AzureBatchTrigger
 
         return AzureBatchTrigger(job_id, "bench_azure", end_time=time.time() + 3600, poll_interval=int(interval))
     from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger
 
-    return AzureBatchJobTrigger(run_id=f"{job_id}/polysync", azure_batch_conn_id="bench_azure", poll_interval=interval)
+    return AzureBatchJobTrigger(
+        run_id=f"{job_id}/polysync",
+        azure_batch_conn_id="bench_azure",
+        poll_interval=interval,
+        mark_watched=MARKS_WATCHED,
+    )
 
 
 def job_ids(platform: str, prefix: str, n: int) -> list[str]:
@@ -368,6 +383,10 @@ async def measure(platform: str, official: bool, n: int, duration: float, interv
             (steady[1] - steady[0]) * interval / (duration - 0.5 - 2 * interval) / n, 4
         ),
         "other_calls": stats["calls"].get("mark", 0) + stats["calls"].get("other", 0),
+        "write_calls": stats["calls"].get("mark", 0),
+        "writes_per_run": round(stats["calls"].get("mark", 0) / n, 4),
+        # every request: status reads, other reads (a job read on Azure) and writes, per run per poll
+        "requests_per_run_per_poll": round(sum(stats["calls"].values()) / polls, 4),
         "cpu_seconds": round(cpu, 2),
         "cpu_ms_per_run": round(cpu * 1000 / n, 2),
         "memory_kb_per_run": round(max(0, peak_rss[0] - base_rss) / 1024 / n, 1),
@@ -490,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         ("status_calls", "calls", 7),
         ("calls_per_run_per_poll", "/run/poll", 9),
         ("steady_calls_per_run_per_poll", "steady", 7),
+        ("write_calls", "writes", 6),
+        ("requests_per_run_per_poll", "req/run/poll", 12),
         ("memory_kb_per_run", "KB/run", 8),
         ("cpu_ms_per_run", "CPU ms/run", 10),
         ("latency_median_s", "lat med s", 9),

@@ -25,6 +25,7 @@ _EXPORTS = {
     "AzureBatchJobOperator": "polysync_airflow.operators.azure_batch",
     "AzureBatchJobTrigger": "polysync_airflow.triggers.azure_batch",
     "AzureBatchJobLink": "polysync_airflow.links.azure_batch",
+    "PolysyncOrphanSweepOperator": "polysync_airflow.operators.sweep",
 }
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "AzureBatchJobLink",
     "AzureBatchJobOperator",
     "AzureBatchJobTrigger",
+    "PolysyncOrphanSweepOperator",
     "PolysyncValidationError",
     "RunState",
     "RunStatus",
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from polysync_airflow.links.azure_batch import AzureBatchJobLink
     from polysync_airflow.operators.aws_batch import AwsBatchJobOperator
     from polysync_airflow.operators.azure_batch import AzureBatchJobOperator
+    from polysync_airflow.operators.sweep import PolysyncOrphanSweepOperator
     from polysync_airflow.status import RunState, RunStatus
     from polysync_airflow.triggers.aws_batch import AwsBatchJobTrigger
     from polysync_airflow.triggers.azure_batch import AzureBatchJobTrigger

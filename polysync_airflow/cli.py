@@ -1,5 +1,6 @@
 """``polysync-airflow discover`` (and ``airflow polysync discover``): list importable Batch job definitions and
-write a starter DAG.
+write a starter DAG. ``polysync-airflow sweep`` (and ``airflow polysync sweep``): stop the jobs no task instance
+owns any more (``sweep.py``).
 
 Only the standard library is imported at module level: Airflow imports this module to build its own CLI
 (the provider's ``cli`` key), and ``--help`` must not wait for Airflow, boto3 or the Azure SDK. The hooks are
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
     from polysync_airflow.hooks.aws_batch import JobDefinitionInfo
     from polysync_airflow.hooks.azure_batch import JobTemplateInfo
 
-DESCRIPTION = "Polysync for Apache Airflow: list the Batch jobs that can be run and write a starter DAG."
+DESCRIPTION = (
+    "Polysync for Apache Airflow: list the Batch jobs that can be run and write a starter DAG; stop the jobs no "
+    "task instance owns any more."
+)
 DISCOVER_HELP = "list what can be run and write a starter DAG"
 DISCOVER_DESCRIPTION = (
     "List the AWS Batch job definitions (ACTIVE, latest revision each) or the Azure Batch jobs usable as "
@@ -140,6 +144,57 @@ def _discover_azure(args: argparse.Namespace) -> int:
     )
 
 
+SWEEP_HELP = "stop the Polysync jobs no task instance owns any more"
+SWEEP_DESCRIPTION = (
+    "Stop the Polysync jobs still queued or running whose task instance ended (success, failed, skipped, "
+    "removed), whose DAG run is gone, or whose task instance's later try has a job of its own. Jobs of task "
+    "instances that still run, wait or will retry, and jobs submitted with cancel_on_kill=False, are left alone. "
+    "Task instance states are read through Airflow's REST API (--api-url); the token comes from the environment: "
+    "POLYSYNC_AIRFLOW_API_TOKEN, or POLYSYNC_AIRFLOW_API_USERNAME and POLYSYNC_AIRFLOW_API_PASSWORD."
+)
+
+
+class PrintLog:
+    """The sweep's log lines, one per job, on stdout (warnings on stderr)."""
+
+    def info(self, msg: Any, /, *args: Any) -> None:
+        print(msg % args if args else msg)
+
+    def warning(self, msg: Any, /, *args: Any) -> None:
+        print(msg % args if args else msg, file=sys.stderr)
+
+
+def _sweep(args: argparse.Namespace, source: Any) -> int:
+    from polysync_airflow.sweep import RestApiStates, sweep
+
+    states = RestApiStates(
+        args.api_url,
+        token=os.environ.get("POLYSYNC_AIRFLOW_API_TOKEN"),
+        username=os.environ.get("POLYSYNC_AIRFLOW_API_USERNAME"),
+        password=os.environ.get("POLYSYNC_AIRFLOW_API_PASSWORD"),
+    )
+    verdicts = sweep([source], states, dry_run=args.dry_run, log=PrintLog())
+    stops = sum(verdict.stop for verdict in verdicts)
+    done = "would be stopped (dry run)" if args.dry_run else "stopped"
+    print(f"{stops} job(s) {done}, {len(verdicts) - stops} left alone", file=sys.stderr)
+    return 0
+
+
+def _sweep_aws(args: argparse.Namespace) -> int:
+    from polysync_airflow.hooks.aws_batch import AwsBatchHook
+    from polysync_airflow.sweep import AwsBatchJobs
+
+    hook = AwsBatchHook(aws_conn_id=args.conn_id, region_name=args.region)
+    return _sweep(args, AwsBatchJobs(hook, args.job_queue or []))
+
+
+def _sweep_azure(args: argparse.Namespace) -> int:
+    from polysync_airflow.hooks.azure_batch import AzureBatchHook
+    from polysync_airflow.sweep import AzureBatchJobs
+
+    return _sweep(args, AzureBatchJobs(AzureBatchHook(args.conn_id)))
+
+
 def expose_stored_connection(conn_id: str) -> None:
     """Outside a task, Airflow 3 hooks see only environment and secrets-backend connections. This command
     runs where Airflow is installed, so it also looks in the metadata database (Airflow core's lookup) and
@@ -170,6 +225,14 @@ def describe_error(err: BaseException, conn_id: str) -> str:
             f"no AWS credentials for connection {conn_id!r}: set the access key (login) and secret key (password) "
             "of the connection, or configure boto3's default credential chain"
         )
+    response = getattr(err, "response", None)
+    if type(err).__name__ == "HTTPStatusError" and response is not None:  # httpx: Airflow's REST API refused
+        hint = (
+            ": set POLYSYNC_AIRFLOW_API_TOKEN, or POLYSYNC_AIRFLOW_API_USERNAME and POLYSYNC_AIRFLOW_API_PASSWORD"
+            if response.status_code in (401, 403)
+            else ""
+        )
+        return f"Airflow's REST API answered {response.status_code} to {response.request.url}{hint}"
     if type(err).__name__ == "AirflowNotFoundException":  # raised by Airflow core or the task SDK, by name alike
         return (
             f"connection {conn_id!r} is not defined: add it (airflow connections add {conn_id} ...) or set "
@@ -182,7 +245,7 @@ def describe_error(err: BaseException, conn_id: str) -> str:
 
 
 def run(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int]) -> int:
-    """Run a discover handler; what goes wrong is one ``error:`` line on stderr and exit code 1."""
+    """Run a command's handler; what goes wrong is one ``error:`` line on stderr and exit code 1."""
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Airflow 3.1 warns on stdout while reading a connection
             expose_stored_connection(args.conn_id)
@@ -200,10 +263,13 @@ class Option:
     help: str
     default: str | None = None
     switch: bool = False  # takes no value
+    repeat: bool = False  # may be given more than once (a list)
 
     def kwargs(self) -> dict[str, Any]:
         if self.switch:
             return {"help": self.help, "action": "store_true"}
+        if self.repeat:
+            return {"help": self.help, "action": "append"}
         return {"help": self.help, "default": self.default}
 
 
@@ -241,16 +307,55 @@ PLATFORMS = (
 )
 
 
+_DRY_RUN = Option("--dry-run", "print what would be stopped, and why, and stop nothing", switch=True)
+_API_URL = Option(
+    "--api-url",
+    "Airflow's API server (default: AIRFLOW__API__BASE_URL, else http://localhost:8080)",
+    os.environ.get("AIRFLOW__API__BASE_URL") or "http://localhost:8080",
+)
+SWEEP_PLATFORMS = (
+    Platform(
+        "aws-batch",
+        "the Polysync jobs of the job queues an AWS connection reaches",
+        (
+            Option("--conn-id", "Airflow connection id (default: aws_default)", "aws_default"),
+            Option("--region", "AWS region (default: the connection's region_name)"),
+            Option(
+                "--job-queue", "a job queue to sweep; repeat for more (default: every queue of the region)", repeat=True
+            ),
+            _DRY_RUN,
+            _API_URL,
+        ),
+        _sweep_aws,
+    ),
+    Platform(
+        "azure-batch",
+        "the Polysync jobs of an Azure Batch account",
+        (
+            Option("--conn-id", "Airflow connection id (default: azure_batch_default)", "azure_batch_default"),
+            _DRY_RUN,
+            _API_URL,
+        ),
+        _sweep_azure,
+    ),
+)
+COMMANDS = (
+    ("discover", DISCOVER_HELP, DISCOVER_DESCRIPTION, PLATFORMS),
+    ("sweep", SWEEP_HELP, SWEEP_DESCRIPTION, SWEEP_PLATFORMS),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polysync-airflow", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
-    discover = commands.add_parser("discover", help=DISCOVER_HELP, description=DISCOVER_DESCRIPTION)
-    platforms = discover.add_subparsers(dest="platform", required=True)
-    for platform in PLATFORMS:
-        sub = platforms.add_parser(platform.name, help=platform.help, description=platform.help)
-        for option in platform.options:
-            sub.add_argument(option.name, **option.kwargs())
-        sub.set_defaults(handler=platform.handler)
+    for name, help_text, description, command_platforms in COMMANDS:
+        command = commands.add_parser(name, help=help_text, description=description)
+        platforms = command.add_subparsers(dest="platform", required=True)
+        for platform in command_platforms:
+            sub = platforms.add_parser(platform.name, help=platform.help, description=platform.help)
+            for option in platform.options:
+                sub.add_argument(option.name, **option.kwargs())
+            sub.set_defaults(handler=platform.handler)
     return parser
 
 
@@ -263,33 +368,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def get_cli_commands() -> list[Any]:
-    """``airflow polysync discover ...``: the provider's ``cli`` entry (read by Airflow 3.2 and later)."""
+    """``airflow polysync discover ...`` and ``airflow polysync sweep ...``: the provider's ``cli`` entry (read by
+    Airflow 3.2 and later)."""
     from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand
 
-    def action(platform: Platform) -> Callable[[argparse.Namespace], None]:
+    def action(name: str, platform: Platform) -> Callable[[argparse.Namespace], None]:
         def command(args: argparse.Namespace) -> None:
             code = run(args, platform.handler)
             if code:  # Airflow ignores a command's return value
                 sys.exit(code)
 
-        command.__name__ = f"discover_{platform.name.replace('-', '_')}"
+        command.__name__ = f"{name}_{platform.name.replace('-', '_')}"
         return command
 
-    discover = GroupCommand(
-        name="discover",
-        help=DISCOVER_HELP,
-        description=DISCOVER_DESCRIPTION,
-        subcommands=[
-            ActionCommand(
-                name=platform.name,
-                help=platform.help,
-                func=action(platform),
-                args=[Arg((option.name,), **option.kwargs()) for option in platform.options],
-            )
-            for platform in PLATFORMS
-        ],
-    )
-    return [GroupCommand(name="polysync", help=DESCRIPTION, subcommands=[discover])]
+    groups = [
+        GroupCommand(
+            name=name,
+            help=help_text,
+            description=description,
+            subcommands=[
+                ActionCommand(
+                    name=platform.name,
+                    help=platform.help,
+                    func=action(name, platform),
+                    args=[Arg((option.name,), **option.kwargs()) for option in platform.options],
+                )
+                for platform in command_platforms
+            ],
+        )
+        for name, help_text, description, command_platforms in COMMANDS
+    ]
+    return [GroupCommand(name="polysync", help=DESCRIPTION, subcommands=groups)]
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://learn.microsoft.com/azure/batch/",
                 "tags": ["azure"],
             },
+            {
+                "integration-name": "Polysync orphan sweep",
+                "external-doc-url": "https://docs.aws.amazon.com/batch/latest/APIReference/API_TerminateJob.html",
+                "tags": ["aws", "azure"],
+            },
         ],
         "operators": [
             {
@@ -38,6 +43,10 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Polysync Azure Batch",
                 "python-modules": ["polysync_airflow.operators.azure_batch"],
+            },
+            {
+                "integration-name": "Polysync orphan sweep",
+                "python-modules": ["polysync_airflow.operators.sweep"],
             },
         ],
         "hooks": [

@@ -39,6 +39,9 @@ class PollingSettings:
     """Epoch seconds after which the run is stopped (``cancel_on_kill``) and fails; from ``execution_timeout``."""
     cancel_on_kill: bool = True
     """Stop the run when the task is killed, marked failed or success, cleared, or past its deadline."""
+    mark_watched: bool = True
+    """Write the watched mark on the job once it runs (a tag or job metadata: see ownership.py). Off where the
+    operator recorded the ownership in Airflow's task_state_store (3.3), so watching costs no cloud write."""
     queued_warning_after: float | None = 600.0
     """Seconds a job may wait to start before the task log gets one warning naming why (None: never)."""
     queued_timeout: float | None = None
@@ -53,14 +56,16 @@ class PollingSettings:
             object.__setattr__(self, name, None if value is None else float(value))
 
     def to_kwargs(self) -> dict[str, Any]:
-        """What a trigger is stored with: every field, the queue settings only when not at their defaults, so a
-        trigger without them is stored as rows written before they existed (and those rows load as before)."""
+        """What a trigger is stored with: every field, the queue settings and ``mark_watched`` only when not at
+        their defaults, so a trigger without them is stored as rows written before they existed (and those rows
+        load as before)."""
         kwargs = asdict(self)
         defaults = {f.name: f.default for f in fields(self)}
-        return {k: v for k, v in kwargs.items() if k not in QUEUE_SETTINGS or v != defaults[k]}
+        return {k: v for k, v in kwargs.items() if k not in STORED_WHEN_SET or v != defaults[k]}
 
 
 QUEUE_SETTINGS = ("queued_warning_after", "queued_timeout")
+STORED_WHEN_SET = (*QUEUE_SETTINGS, "mark_watched")  # stored only when not at their defaults
 
 
 def backoff_seconds(failures: int, first: float) -> float:

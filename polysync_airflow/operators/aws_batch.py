@@ -13,7 +13,7 @@ from polysync_airflow.compat import AirflowFailException
 from polysync_airflow.hooks.aws_batch import LOG_TAIL_LINES, AwsBatchHook, JobLogStream, NoLogStream
 from polysync_airflow.links.aws_batch import AwsBatchJobLink, AwsBatchJobLogsLink
 from polysync_airflow.operators.base import PolysyncJobOperator, SubmittedRun
-from polysync_airflow.ownership import TRY_MARK, ExistingJob, TaskInstanceKey
+from polysync_airflow.ownership import ExistingJob, TaskInstanceKey
 from polysync_airflow.requests.aws_batch import build_submit_job_request, check_tag_key, job_name_for
 from polysync_airflow.run_watch import describe_error
 from polysync_airflow.status import RunStatus
@@ -224,7 +224,9 @@ class AwsBatchJobOperator(PolysyncJobOperator):
 
     def submit(self, key: TaskInstanceKey) -> SubmittedRun:
         assert self._request is not None
-        request = {**self._request, "tags": {**self._request.get("tags", {}), TRY_MARK: str(key.try_number)}}
+        # The task instance's identity and the try (for the next try and the orphan sweep), never a secret.
+        marks = key.identity_marks(self.polling.cancel_on_kill)
+        request = {**self._request, "tags": {**self._request.get("tags", {}), **marks}}
         self.log.info(
             "Submitting AWS Batch job %s: definition %s, queue %s",
             request["jobName"],

@@ -146,7 +146,7 @@ class AzureBatchJobOperator(PolysyncJobOperator):
             )
         return template, pool_id
 
-    def _plan(self, job_id: str) -> AzureJobPlan:
+    def _plan(self, job_id: str, marks: dict[str, str] | None = None) -> AzureJobPlan:
         assert self._request is not None
         try:
             template, pool_id = self._read_template(self._request.template_job_id)
@@ -154,14 +154,15 @@ class AzureBatchJobOperator(PolysyncJobOperator):
             raise self.hook.explain(err) from err
         self.log.info("Job %s: from template %s on pool %s", job_id, self._request.template_job_id, pool_id)
         return build_job_plan(
-            self._request, job_id=job_id, display_name=f"{self.dag_id}.{self.task_id}", template=template
+            self._request, job_id=job_id, display_name=f"{self.dag_id}.{self.task_id}", template=template, marks=marks
         )
 
     def submit(self, key: TaskInstanceKey) -> SubmittedRun:
         job_id = job_id_for(key, key.try_number)
         if job_id in self._taken_job_ids:  # this very try ran before (e.g. `airflow tasks test` again)
             job_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
-        plan = self._plan(job_id)
+        # The task instance's identity and the try (for the orphan sweep) as job metadata, never a secret.
+        plan = self._plan(job_id, key.identity_marks(self.polling.cancel_on_kill))
         self.log.info("Creating Azure Batch job %s", job_id)
         try:
             if not self.hook.create_job(plan.job):

@@ -11,10 +11,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from polysync_airflow.compat import AirflowException, AirflowFailException
+from polysync_airflow.compat import AirflowException, AirflowFailException, task_state_store
 from polysync_airflow.hooks.base import RunHook
 from polysync_airflow.links.base import PolysyncRunLink
-from polysync_airflow.ownership import ExistingJob, TaskInstanceKey, choose_job_to_adopt
+from polysync_airflow.ownership import (
+    ExistingJob,
+    OwnershipLedger,
+    TaskInstanceKey,
+    choose_job_to_adopt,
+    jobs_to_stop,
+)
 from polysync_airflow.queueing import QueueWatch, RunTiming, not_started_reason, timing_from_dict
 from polysync_airflow.run_watch import (
     PollingSettings,
@@ -24,7 +30,7 @@ from polysync_airflow.run_watch import (
     quietly,
     timed_out_state,
 )
-from polysync_airflow.status import RunState, RunStatus
+from polysync_airflow.status import CANCEL_REASON, RunState, RunStatus
 from polysync_airflow.triggers.base import PolysyncJobTrigger
 from polysync_airflow.validation import as_optional_seconds
 
@@ -163,9 +169,15 @@ class PolysyncJobOperator(BaseOperator):
             queued_warning_after=as_optional_seconds("queued_warning_after", self.queued_warning_after),
             queued_timeout=as_optional_seconds("queued_timeout", self.queued_timeout),
         )
-        run = self._submitted = self.start_run(context)
+        ledger = OwnershipLedger(task_state_store(context))
+        run = self._submitted = self.start_run(context, ledger)
         self.log.info("Monitor run %s (job name %s) at %s", run.run_id, run.job_name, run.monitor_url)
         self.persist_links(context, run)
+        # Recorded before the try defers or polls: no later try adopts this job (see ownership.py). Where Airflow
+        # records it (3.3), the trigger or worker writes no watched mark on the job.
+        ledger.watching(run.run_id, "triggerer" if self.deferrable else "worker", int(context["ti"].try_number))
+        if ledger.in_store:
+            self.polling = replace(self.polling, mark_watched=False)
         if self.deferrable:
             deadline = time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
             self.defer(trigger=self.make_trigger(run, deadline), method_name="execute_complete")
@@ -176,7 +188,7 @@ class PolysyncJobOperator(BaseOperator):
         def next_state() -> RunState:
             answer = self.hook.read_run(run.run_id)
             state = queue.observe(self.hook, answer, self.decode(run.run_id, answer))
-            if watch.first_seen_running(state):
+            if self.polling.mark_watched and watch.first_seen_running(state):
                 with quietly(self.log, f"mark run {run.run_id} as watched"):
                     self.hook.mark_watched(run.run_id, "worker")
             return state
@@ -196,13 +208,19 @@ class PolysyncJobOperator(BaseOperator):
         """The run's current state (sync: the worker's watch, ``deferrable=False``)."""
         return self.decode(run_id, self.hook.read_run(run_id))
 
-    def start_run(self, context: Context) -> SubmittedRun:
-        """Validate, then reattach to the task instance's unwatched running job, or submit a new one."""
+    def start_run(self, context: Context, ledger: OwnershipLedger | None = None) -> SubmittedRun:
+        """Validate, then reattach to the task instance's unwatched running job, or submit a new one; first stop
+        the earlier tries' jobs that still run and are not adopted (unless kept by ``cancel_on_kill=False``)."""
         key = TaskInstanceKey.from_context(context)
+        ledger = ledger or OwnershipLedger(task_state_store(context))
         self.prepare(context, key)
-        adopted = choose_job_to_adopt(self.find_existing_jobs(key), self.log)
+        # Looked up on the first try too: a missing job queue fails there at once (see the AWS operator).
+        jobs = ledger.known(self.find_existing_jobs(key))
+        adopted = choose_job_to_adopt(jobs, self.log)
+        self._stop_unadopted(jobs, adopted, key)
         if adopted is not None:
             return self._reattach(adopted, "nobody watches it (the try that submitted it ended before deferring)")
+        ledger.submitting(key.try_number)
         attempt = 1
         while True:
             try:
@@ -225,6 +243,36 @@ class PolysyncJobOperator(BaseOperator):
             else:
                 self.log.info("Submitted run %s for %s", run.run_id, key)
                 return run
+
+    def _stop_unadopted(self, jobs: list[ExistingJob], adopted: ExistingJob | None, key: TaskInstanceKey) -> None:
+        """Stop the earlier tries' jobs that still run and that this try does not adopt, so that no two jobs of the
+        task instance run at once (a job whose submitter chose ``cancel_on_kill=False`` is left, and named). A
+        stop that fails fails the try before it starts a job; the next try looks again."""
+        stops = jobs_to_stop(jobs, adopted, self.polling.cancel_on_kill)
+        stopping = {job.run_id for job, _ in stops}
+        for job in jobs:
+            if job is not adopted and not job.finished and not job.cancelling and job.run_id not in stopping:
+                self.log.warning(
+                    "Job %s (submitted by try %s) still runs and is left running: it was submitted with "
+                    "cancel_on_kill=False",
+                    job.run_id,
+                    job.try_number or "?",
+                )
+        for job, why in stops:
+            self.log.warning(
+                "Stopping job %s (submitted by try %s): it still runs and try %d does not adopt it: %s",
+                job.run_id,
+                job.try_number or "?",
+                key.try_number,
+                why,
+            )
+            try:
+                self.hook.terminate_run(job.run_id, f"{CANCEL_REASON}: try {key.try_number} of {key.task_instance}")
+            except Exception as err:
+                raise AirflowException(
+                    f"Could not stop job {job.run_id} of an earlier try ({describe_error(err)}); not starting a "
+                    "second job beside it. Stop it yourself, or let the next try stop it"
+                ) from err
 
     def _reattach(self, job: ExistingJob, why: str) -> SubmittedRun:
         run = self.reattach(job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from polysync_airflow.ownership import TaskInstanceKey
+from polysync_airflow.ownership import IDENTITY_MARKS, TaskInstanceKey
 from polysync_airflow.validation import (
     PolysyncValidationError,
     as_bool,
@@ -31,6 +31,7 @@ def job_name_for(key: TaskInstanceKey) -> str:
     return f"Polysync-{key.uuid}"
 
 
+MAX_USER_TAGS = 50 - len(IDENTITY_MARKS) - 1  # AWS's limit, less Polysync's identity marks and the watched mark
 TAG_KEY_RULE = "tag keys must be 1-128 characters and must not start with 'aws:' or 'polysync:' (reserved)"
 
 
@@ -43,8 +44,12 @@ def validate_tags(value: Any) -> dict[str, str] | None:
     if value is None or value == "":
         return None
     tags = as_json("tags", value, dict)
-    if len(tags) > 48:
-        raise PolysyncValidationError("tags", value, "at most 48 tags are allowed (AWS allows 50; Polysync uses 2)")
+    if len(tags) > MAX_USER_TAGS:
+        raise PolysyncValidationError(
+            "tags",
+            value,
+            f"at most {MAX_USER_TAGS} tags are allowed (AWS allows 50; Polysync uses {len(IDENTITY_MARKS) + 1})",
+        )
     for key, tag_value in tags.items():
         check_tag_key(key, tag_value)
         if not isinstance(tag_value, str) or len(tag_value) > 256:

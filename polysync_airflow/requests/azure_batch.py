@@ -8,6 +8,7 @@ the value and the rule (:class:`~polysync_airflow.validation.PolysyncValidationE
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,8 +82,16 @@ class AzureJobPlan:
     task: dict[str, Any]
 
 
-def build_job_plan(request: AzureRunRequest, *, job_id: str, display_name: str, template: Any) -> AzureJobPlan:
-    """Clone the template's pool and constraints; the request's arguments override its task defaults."""
+def build_job_plan(
+    request: AzureRunRequest,
+    *,
+    job_id: str,
+    display_name: str,
+    template: Any,
+    marks: Mapping[str, str] | None = None,
+) -> AzureJobPlan:
+    """Clone the template's pool and constraints; the request's arguments override its task defaults. ``marks``
+    (the task instance's identity, see ownership.py) become the job's metadata."""
     command_line, container_image = request.command_line, request.container_image
     container_run_options = request.container_run_options
     manager = template.get("jobManagerTask") or {}
@@ -103,6 +112,8 @@ def build_job_plan(request: AzureRunRequest, *, job_id: str, display_name: str, 
     }
     if template.get("constraints"):
         job["constraints"] = dict(template["constraints"])
+    if marks:
+        job["metadata"] = [{"name": name, "value": value} for name, value in marks.items()]
     task: dict[str, Any] = {"id": TASK_ID, "commandLine": command, "environmentSettings": request.environment}
     image = container_image or container.get("imageName")
     if image:

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from polysync_airflow.ownership import TRY_MARK, WATCHED_MARK, ExistingJob
+from polysync_airflow.ownership import CANCEL_ON_KILL_MARK, TRY_MARK, WATCHED_MARK, ExistingJob, cancel_on_kill_of
 from polysync_airflow.run_watch import describe_error, is_connection_fault
 from polysync_airflow.status import ANY_OTHER_STATE, CANCEL_REASON, RunState, RunStatus, StatusRow, always, look_up
 
@@ -203,4 +203,5 @@ def existing_job(summary: Mapping[str, Any], detail: Mapping[str, Any] | None) -
         cancelling=is_cancel_reason(reason),
         watched=WATCHED_MARK in tags,
         try_number=int(submitted_by) if submitted_by.isdigit() else None,
+        cancel_on_kill=cancel_on_kill_of(tags) if CANCEL_ON_KILL_MARK in tags else None,
     )

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from polysync_airflow.ownership import WATCHED_MARK, ExistingJob
+from polysync_airflow.ownership import CANCEL_ON_KILL_MARK, WATCHED_MARK, ExistingJob, cancel_on_kill_of
 from polysync_airflow.run_watch import describe_error, is_connection_fault
 from polysync_airflow.status import ANY_OTHER_STATE, RunState, RunStatus, StatusRow, always, look_up
 
@@ -195,6 +195,7 @@ def is_watched(job: Any) -> bool:
 def existing_job(job: Any, task_id: str, try_number: int) -> ExistingJob:
     """A Batch job (``id``, ``state``, ``metadata``) as :class:`ExistingJob`."""
     state = read_field(job, "state") or ""
+    marks = {read_field(item, "name"): read_field(item, "value") for item in read_field(job, "metadata") or []}
     return ExistingJob(
         run_id=f"{read_field(job, 'id')}/{task_id}",
         native_status=state,
@@ -202,6 +203,7 @@ def existing_job(job: Any, task_id: str, try_number: int) -> ExistingJob:
         cancelling=state in ("terminating", "deleting"),
         watched=is_watched(job),
         try_number=try_number,
+        cancel_on_kill=cancel_on_kill_of(marks) if CANCEL_ON_KILL_MARK in marks else None,
     )
 
 

@@ -87,7 +87,7 @@ class PolysyncJobTrigger(BaseTrigger):
             async def next_state() -> RunState:
                 answer = await next_answer()
                 state = await queue.aobserve(hook, answer, self.decode(self.run_id, answer), poller.side_calls)
-                if watch.first_seen_running(state):
+                if self.settings.mark_watched and watch.first_seen_running(state):
                     async with poller.side_calls:
                         with quietly(self.log, f"mark run {self.run_id} as watched"):
                             await hook.amark_watched(answer, "triggerer")

@@ -120,9 +120,17 @@ def test_every_optional_field_reaches_batch(local_aws_batch, polysync_aws_conn):
     assert detail["retryStrategy"] == {"attempts": 3}
     assert detail["arrayProperties"]["size"] == 3
     assert detail["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 3
-    # The watched mark comes with the first poll that sees the job running: a fast job may end before it.
+    # No watched mark on Airflow 3.3 (the task_state_store records it); on 3.1 and 3.2 it comes with the first poll
+    # that sees the job running, and a fast job may end before it.
     tags = {k: v for k, v in detail["tags"].items() if k != "polysync:watched"}
-    assert tags == {"team": "data", "dag": ti.dag_id, "polysync:try": "1"}
+    identity = {
+        "polysync:dag": ti.dag_id,
+        "polysync:run": ti.run_id,
+        "polysync:task": "job",
+        "polysync:map-index": "-1",
+        "polysync:cancel-on-kill": "true",
+    }
+    assert tags == {"team": "data", "dag": ti.dag_id, "polysync:try": "1", **identity}
     assert detail["propagateTags"] is True
     assert detail["dependsOn"] == [{"jobId": first, "type": "SEQUENTIAL"}]
     assert detail["jobDefinition"].endswith("job-definition/polysync-job:1")

@@ -9,7 +9,15 @@ The retries are Airflow's own (``retries=1``): ``dag.test()`` runs try 2 of the 
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import time
+import uuid
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -211,3 +219,132 @@ def test_azure_after_a_real_failure_the_retry_submits_anew(local_azure_batch, po
     assert (dag_run.state, ti.try_number) == ("failed", 2)
     ids = sorted(job.id for job in azure_jobs(local_azure_batch))
     assert len(ids) == 2 and ids[0][:-2] == ids[1][:-2] and {ids[0][-2:], ids[1][-2:]} == {"-1", "-2"}
+
+
+# -- a worker killed with SIGKILL while it polls (deferrable=False) -------------------------------------------
+
+
+class FileStateStore:
+    """Airflow 3.3's ``task_state_store`` as a task sees it (``get``/``set`` of JSON values, shared by the task
+    instance's tries), kept in a file so that a killed worker process and the next try share it. ``None``
+    instead: Airflow 3.1 and 3.2, which have no store (the job carries the watched mark)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(self.path.read_text()).get(key, default) if self.path.exists() else default
+
+    def set(self, key: str, value: Any) -> None:
+        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.path.write_text(json.dumps({**data, key: value}))
+
+
+def worker_context(try_number: int, run_id: str, store: FileStateStore | None) -> dict[str, Any]:
+    context = task_context(try_number=try_number, run_id=run_id)
+    context["ti"].xcom_push = lambda **_: None  # the links' XCom (no metadata DB row for this bare try)
+    if store is not None:
+        context["task_state_store"] = store
+    return context
+
+
+def poll_in_a_worker(make_operator, context: dict[str, Any]) -> multiprocessing.Process:
+    """Try 1 in a process of its own: it submits, then polls in the worker (``deferrable=False``)."""
+    worker = multiprocessing.get_context("fork").Process(target=lambda: make_operator().execute(context), daemon=True)
+    worker.start()
+    return worker
+
+
+def wait_until(what: str, check, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("airflow", ["3.3-store", "3.1-3.2-mark"])
+def test_aws_worker_killed_while_polling_the_retry_stops_its_job_and_runs_one(
+    airflow, local_aws_batch, polysync_aws_conn, tmp_path, capsys
+):
+    store = FileStateStore(tmp_path / "store.json") if airflow == "3.3-store" else None
+
+    def operator() -> AwsBatchJobOperator:
+        return AwsBatchJobOperator(
+            task_id="job",
+            job_definition="polysync-job",
+            aws_conn_id=polysync_aws_conn,
+            parameters={"seconds": 60},
+            deferrable=False,
+            poll_interval=0.1,
+        )
+
+    first = worker_context(1, f"manual__{uuid.uuid4()}", store)
+    worker = poll_in_a_worker(operator, first)
+    (first_job,) = wait_for_jobs(local_aws_batch, 1)
+
+    def polled() -> bool:  # it polls the running job: watched, in the store (3.3) or by the tag (3.1, 3.2)
+        running = local_aws_batch.jobs[first_job].status == "RUNNING"
+        return running and (WATCHED_MARK in local_aws_batch.jobs[first_job].tags if store is None else True)
+
+    wait_until("try 1 polling its running job", lambda: polled() and local_aws_batch.describe_counts[first_job] > 1)
+    os.kill(worker.pid, signal.SIGKILL)  # no on_kill, no cancel: the job runs on
+    worker.join()
+    assert local_aws_batch.jobs[first_job].status == "RUNNING"
+
+    retry = operator()
+    run = retry.start_run(worker_context(2, first["ti"].run_id, store))
+    assert run.run_id != first_job  # a polled job is never adopted...
+    wait_until("the first job to end", lambda: local_aws_batch.jobs[first_job].status == "FAILED")
+    reason = local_aws_batch.jobs[first_job].status_reason
+    assert reason.startswith("Cancelled by Polysync: try 2 of tests.job in manual__"), reason  # ...but stopped
+    running = [job for job in local_aws_batch.jobs.values() if job.status not in ("SUCCEEDED", "FAILED")]
+    assert [job.job_id for job in running] == [run.run_id]  # never two jobs of the task instance at once
+    assert local_aws_batch.jobs[run.run_id].tags[TRY_MARK] == "2"
+    log = capsys.readouterr().out
+    assert f"Stopping job {first_job} (submitted by try 1): it still runs and try 2 does not adopt it" in log
+    if store is not None:  # Airflow 3.3: the store holds the ownership, the job carries no mark (no write)
+        assert WATCHED_MARK not in local_aws_batch.jobs[first_job].tags
+        assert "tagresource" not in local_aws_batch.requests
+        assert store.get("polysync_ownership")["watched"][first_job] == {"by": "worker", "try": 1}
+
+
+@pytest.mark.parametrize("airflow", ["3.3-store", "3.1-3.2-mark"])
+def test_azure_worker_killed_while_polling_the_retry_stops_its_job_and_runs_one(
+    airflow, local_azure_batch, polysync_azure_conn, tmp_path
+):
+    store = FileStateStore(tmp_path / "store.json") if airflow == "3.3-store" else None
+
+    def operator() -> AzureBatchJobOperator:
+        return AzureBatchJobOperator(
+            task_id="job",
+            template_job_id="polysync-template",
+            azure_batch_conn_id=polysync_azure_conn,
+            parameters={"SECONDS_TO_RUN": 60},
+            deferrable=False,
+            poll_interval=0.1,
+        )
+
+    first = worker_context(1, f"manual__{uuid.uuid4()}", store)
+    worker = poll_in_a_worker(operator, first)
+    wait_until("try 1's job", lambda: len(azure_jobs(local_azure_batch)) == 1)
+    (job,) = azure_jobs(local_azure_batch)
+    task_reads = f"GET /jobs/{job.id}/tasks/polysync"
+    wait_until("try 1 polling its running task", lambda: local_azure_batch.requests.count(task_reads) > 1)
+    if store is None:
+        wait_until("the watched mark", lambda: "polysync:watched" in str(job.body.get("metadata")))
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join()
+    assert job.state == "active"
+
+    run = operator().start_run(worker_context(2, first["ti"].run_id, store))
+    assert run.run_id.split("/")[0] != job.id and run.run_id.split("/")[0].endswith("-2")
+    assert f"POST /jobs/{job.id}/tasks/polysync/terminate" in local_azure_batch.requests
+    wait_until("the first job to end", lambda: job.state == "completed")
+    assert [j.id for j in azure_jobs(local_azure_batch) if j.state == "active"] == [run.run_id.split("/")[0]]
+    if store is not None:
+        assert [r for r in local_azure_batch.requests if r == f"PATCH /jobs/{job.id}"] == [f"PATCH /jobs/{job.id}"]
+
+
+def wait_for_jobs(endpoint, count: int) -> list[str]:
+    wait_until(f"{count} job(s)", lambda: len(endpoint.jobs) >= count)
+    return list(endpoint.jobs)

@@ -147,3 +147,43 @@ def test_runs_that_join_apart_are_read_together_from_their_second_read(local_aws
     steady, events = asyncio.run(scenario())
     assert {e["status"] for e in events} == {"Success"}
     assert steady <= 3 + 1, steady  # one call per interval (three intervals can hold four beats)
+
+
+@pytest.mark.parametrize("airflow", ["3.3", "3.1-3.2"])
+def test_watching_costs_no_write_per_run_where_airflow_records_the_ownership(
+    airflow, local_aws_batch, polysync_aws_conn, local_azure_batch, polysync_azure_conn
+):
+    """On Airflow 3.3 the operator records which try watches a job in the task_state_store and defers with
+    ``mark_watched=False``: no TagResource (AWS) or job update (Azure) per run. On 3.1 and 3.2, one per run."""
+    on_33 = airflow == "3.3"
+    runs = 8
+    aws_jobs = submit_aws(polysync_aws_conn, runs, seconds=1.5)
+    azure_runs = [
+        AzureBatchJobOperator(
+            task_id=f"w{i}",
+            template_job_id="polysync-template",
+            azure_batch_conn_id=polysync_azure_conn,
+            parameters={"SECONDS_TO_RUN": 1.5},
+        ).start_run(task_context(task_id=f"w{i}"))
+        for i in range(runs)
+    ]
+    local_aws_batch.requests.clear()
+    local_azure_batch.requests.clear()
+    settings = {"poll_interval": POLL, "unknown_grace_period": 5, "mark_watched": not on_33}
+    triggers = [
+        *(AwsBatchJobTrigger(job_id=job, aws_conn_id=polysync_aws_conn, **settings) for job in aws_jobs),
+        *(
+            AzureBatchJobTrigger(run_id=r.run_id, azure_batch_conn_id=polysync_azure_conn, **settings)
+            for r in azure_runs
+        ),
+    ]
+    events = asyncio.run(run_all(triggers))
+    assert {e["status"] for e in events} == {"Success"}
+    tag_writes = local_aws_batch.requests.count("tagresource")
+    metadata_writes = sum(r.startswith("PATCH /jobs/") for r in local_azure_batch.requests)
+    if on_33:
+        assert (tag_writes, metadata_writes) == (0, 0)
+    else:  # one mark per run that a poll saw running (a loaded machine may see a short job ended first)
+        assert 0 < tag_writes <= runs and 0 < metadata_writes <= runs, (tag_writes, metadata_writes)
+    # stored only when off, so that a trigger row written before the setting existed loads as it was
+    assert triggers[0].serialize()[1].get("mark_watched", True) is not on_33

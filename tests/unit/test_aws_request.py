@@ -123,7 +123,7 @@ INVALID = [
     ({"tags": {"aws:owner": "x"}}, "tags['aws:owner']", "x", "aws:"),
     ({"tags": {"": "x"}}, "tags['']", "x", "1-128"),
     ({"tags": {"k" * 129: "x"}}, "tags['kkk", "x", "1-128"),
-    ({"tags": {f"k{i}": "v" for i in range(49)}}, "tags", "k48", "at most 48"),
+    ({"tags": {f"k{i}": "v" for i in range(44)}}, "tags", "k43", "at most 43"),
     ({"tags": {"polysync:try": "1"}}, "tags['polysync:try']", "1", "reserved"),
     ({"propagate_tags": "yes"}, "propagate_tags", "yes", "bool"),
     ({"propagate_tags": 1}, "propagate_tags", "1", "bool"),

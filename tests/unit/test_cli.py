@@ -10,7 +10,7 @@ import pytest
 from airflow.exceptions import AirflowNotFoundException
 from botocore.exceptions import NoRegionError
 
-from polysync_airflow.cli import PLATFORMS, build_parser, describe_error, get_cli_commands
+from polysync_airflow.cli import PLATFORMS, SWEEP_PLATFORMS, build_parser, describe_error, get_cli_commands
 
 
 def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -48,7 +48,7 @@ def test_the_help_commands_import_neither_airflow_nor_the_sdks():
     script = (
         "import sys, contextlib, io\n"
         "from polysync_airflow.cli import main\n"
-        "for argv in (['--help'], ['discover', '--help'], ['discover', 'aws-batch', '--help']):\n"
+        "for argv in (['--help'], ['discover', '--help'], ['discover', 'aws-batch', '--help'], ['sweep', '--help']):\n"
         "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "        main(argv)\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'airflow', 'boto3', 'botocore', 'azure'}))\n"
@@ -59,10 +59,12 @@ def test_the_help_commands_import_neither_airflow_nor_the_sdks():
 
 def test_airflow_polysync_discover_mirrors_the_standalone_command():
     (polysync,) = get_cli_commands()
-    (discover,) = polysync.subcommands
-    assert (polysync.name, discover.name) == ("polysync", "discover")
+    discover, sweep = polysync.subcommands
+    assert (polysync.name, discover.name, sweep.name) == ("polysync", "discover", "sweep")
     airflow_options = {command.name: sorted(arg.flags for arg in command.args) for command in discover.subcommands}
     assert airflow_options == {p.name: sorted((o.name,) for o in p.options) for p in PLATFORMS}
+    sweep_options = {command.name: sorted(arg.flags for arg in command.args) for command in sweep.subcommands}
+    assert sweep_options == {p.name: sorted((o.name,) for o in p.options) for p in SWEEP_PLATFORMS}
 
     airflow_parser = argparse.ArgumentParser()
     for arg in next(c for c in discover.subcommands if c.name == "aws-batch").args:
@@ -71,6 +73,13 @@ def test_airflow_polysync_discover_mirrors_the_standalone_command():
     assert vars(airflow_parser.parse_args([])) == {
         name: value for name, value in vars(standalone).items() if name not in ("command", "platform", "handler")
     }
+
+
+def test_sweep_options(monkeypatch):
+    aws = build_parser().parse_args(["sweep", "aws-batch", "--job-queue", "q1", "--job-queue", "q2", "--dry-run"])
+    assert (aws.conn_id, aws.job_queue, aws.dry_run) == ("aws_default", ["q1", "q2"], True)
+    azure = build_parser().parse_args(["sweep", "azure-batch", "--api-url", "http://airflow:8080"])
+    assert (azure.conn_id, azure.dry_run, azure.api_url) == ("azure_batch_default", False, "http://airflow:8080")
 
 
 def test_defaults():

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import replace
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from polysync_airflow.ownership import ExistingJob, TaskInstanceKey, choose_job_to_adopt
+from polysync_airflow.ownership import (
+    ExistingJob,
+    OwnershipRecord,
+    TaskInstanceKey,
+    choose_job_to_adopt,
+    jobs_to_stop,
+)
 from polysync_airflow.statuses import aws_batch, azure_batch
 from polysync_airflow.statuses.aws_batch import existing_job as aws_existing_job
 from polysync_airflow.statuses.azure_batch import existing_job as azure_existing_job
@@ -108,3 +116,45 @@ def test_an_airflow_exception_is_not_a_transient_service_fault():
     assert AirflowException.status_code == 500  # a class attribute that must not read as an HTTP answer
     for is_transient in (aws_batch.is_transient, azure_batch.is_transient):
         assert not is_transient(AirflowException("Azure Batch request failed: InvalidPropertyValue"))
+
+
+def test_the_record_marks_the_jobs_a_try_took_over_as_watched():
+    record = OwnershipRecord().before_submitting(1)
+    assert record.submitting == 1
+    record = record.watching("job-1", "triggerer", 1)
+    assert record.submitting is None and record.watched == {"job-1": {"by": "triggerer", "try": 1}}
+    found = record.apply([job("job-1"), job("job-2", try_number=2)])
+    assert [j.watched for j in found] == [True, False]
+    assert choose_job_to_adopt(found, LOG).run_id == "job-2"
+
+
+def test_the_record_survives_its_json_round_trip_and_ignores_what_it_did_not_write():
+    record = OwnershipRecord(submitting=3).watching("a/polysync", "worker", 2).before_submitting(3)
+    assert OwnershipRecord.load(json.loads(json.dumps(record.dump()))) == record
+    assert OwnershipRecord.load(None) is None and OwnershipRecord.load("job-1") is None
+    assert OwnershipRecord.load({"watched": {"x": "not a mapping"}}) == OwnershipRecord()
+
+
+def test_running_jobs_the_try_does_not_adopt_are_stopped_unless_kept_by_cancel_on_kill():
+    watched = replace(job("watched"), watched=True)
+    kept = replace(job("kept", watched=True), cancel_on_kill=False)
+    done, stopping = job("done", finished=True), job("stopping", cancelling=True)
+    orphan, newer = job("orphan", try_number=1), job("newer", try_number=2)
+    jobs = [watched, kept, done, stopping, newer, orphan]
+    stops = dict((j.run_id, why) for j, why in jobs_to_stop(jobs, newer, cancel_on_kill=True))
+    assert set(stops) == {"watched", "orphan"}
+    assert "watches it" in stops["watched"]
+    assert stops["orphan"] == "a newer job of the task instance is adopted instead"
+    # a job without the mark follows this operator's choice
+    assert jobs_to_stop([watched], None, cancel_on_kill=False) == []
+
+
+def test_both_platforms_read_the_submitters_cancel_on_kill_choice():
+    marks = TaskInstanceKey("d", "r", "t", -1, 1).identity_marks(cancel_on_kill=False)
+    summary = {"jobId": "j", "status": "RUNNING"}
+    assert aws_existing_job(summary, {"tags": marks}).cancel_on_kill is False
+    assert aws_existing_job(summary, {"tags": {}}).cancel_on_kill is None
+    metadata = [{"name": name, "value": value} for name, value in marks.items()]
+    azure_job = {"id": "polysync-x-1", "state": "active", "metadata": metadata}
+    assert azure_existing_job(azure_job, "polysync", 1).cancel_on_kill is False
+    assert azure_existing_job({**azure_job, "metadata": []}, "polysync", 1).cancel_on_kill is None
