@@ -15,7 +15,8 @@ what Airflow lets a task (or a client of its REST API) read, and decides for eac
 
 A stop is the platform's cancel (AWS TerminateJob, Azure terminate task then job) with a reason naming the
 task instance and why. Each job the sweep looks at gets one log line. It runs as ``polysync-airflow sweep``
-(``cli.py``) or as :class:`~polysync_airflow.operators.sweep.PolysyncOrphanSweepOperator` in a maintenance DAG.
+(``cli/sweep.py``) or as :class:`~polysync_airflow.operators.sweep.PolysyncOrphanSweepOperator` in a maintenance
+DAG.
 """
 
 from __future__ import annotations

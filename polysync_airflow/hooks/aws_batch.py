@@ -7,7 +7,7 @@ import threading
 import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -18,18 +18,11 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException
 from botocore.config import Config
 from botocore.exceptions import UnknownRegionError
 
+from polysync_airflow.hooks.aws_batch_discovery import AwsBatchDiscovery
+from polysync_airflow.hooks.aws_batch_waiting import AwsBatchWaitReads
 from polysync_airflow.hooks.base import AsyncClientHolder
 from polysync_airflow.ownership import WATCHED_MARK
-from polysync_airflow.queueing import RunTiming
-from polysync_airflow.queueing.aws_batch import (
-    WaitFacts,
-    environment_names,
-    is_waiting,
-    job_timing,
-    main_node_container,
-    read_problem,
-    waiting_cause,
-)
+from polysync_airflow.queueing.aws_batch import main_node_container
 from polysync_airflow.status import CANCEL_REASON
 
 DEFAULT_LOG_GROUP = "/aws/batch/job"
@@ -100,17 +93,7 @@ class JobLogStream:
     region: str
 
 
-@dataclass(frozen=True)
-class JobDefinitionInfo:
-    """One importable job definition: its latest ACTIVE revision and default parameters."""
-
-    name: str
-    revision: int
-    arn: str
-    parameters: dict[str, str] = field(default_factory=dict)
-
-
-class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
+class AwsBatchHook(AwsBatchWaitReads, AwsBatchDiscovery, AsyncClientHolder, AwsBaseHook):
     """AWS Batch through an Airflow ``aws`` (or ``polysync_aws_batch``) connection.
 
     Credentials come from the Amazon provider's AWS base hook, so keys, profiles, role assumption, web
@@ -251,43 +234,6 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
         """Stop the run's job (TerminateJob: queued and running jobs alike)."""
         self.conn.terminate_job(jobId=run_id, reason=reason)
 
-    # -- a run that waits to start, and its timing (the answer: a DescribeJobs entry, None when not found) ------
-
-    @staticmethod
-    def answer_timing(answer: Mapping[str, Any] | None) -> RunTiming:
-        return job_timing(answer) if answer else RunTiming()
-
-    @staticmethod
-    def answer_waiting(answer: Mapping[str, Any] | None) -> bool:
-        return is_waiting(answer)
-
-    def read_wait_cause(self, run_id: str, answer: Mapping[str, Any]) -> str:
-        """Why the described job has not started (DescribeJobQueues, DescribeComputeEnvironments), in one line."""
-        return waiting_cause(answer, self.read_wait_facts(answer))
-
-    async def aread_wait_cause(self, run_id: str, answer: Mapping[str, Any]) -> str:
-        return waiting_cause(answer, await self.aread_wait_facts(answer))
-
-    def read_wait_facts(self, job: Mapping[str, Any]) -> WaitFacts:
-        """Why a described job may be waiting: its queue (DescribeJobQueues) and the queue's compute environments
-        (DescribeComputeEnvironments). A read that fails is reported in the facts, never raised."""
-        problems: list[str] = []
-        queue, environments = None, []
-        try:
-            queues = self.conn.describe_job_queues(jobQueues=[job["jobQueue"]]).get("jobQueues", [])
-            queue = queues[0] if queues else None
-        except Exception as err:
-            problems.append(read_problem(err, "DescribeJobQueues"))
-        names = environment_names(queue) if queue else []
-        if names:
-            try:
-                environments = self.conn.describe_compute_environments(computeEnvironments=names).get(
-                    "computeEnvironments", []
-                )
-            except Exception as err:
-                problems.append(read_problem(err, "DescribeComputeEnvironments"))
-        return WaitFacts(queue, environments, problems)
-
     def job_log_stream(self, job: Mapping[str, Any]) -> JobLogStream:
         """Where a described job's output is: its stream, and the log group (and region) of its
         ``logConfiguration`` (from the job, else DescribeJobDefinitions of its definition ARN), by default
@@ -319,23 +265,6 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
         )
         return [event.get("message", "").rstrip("\n") for event in response.get("events", [])][-lines:]
 
-    def list_job_definitions(self) -> list[JobDefinitionInfo]:
-        """Every ACTIVE job definition at its highest revision (DescribeJobDefinitions, all pages)."""
-        latest: dict[str, dict[str, Any]] = {}
-        pages = self.conn.get_paginator("describe_job_definitions").paginate(
-            status="ACTIVE", PaginationConfig={"PageSize": 100}
-        )
-        for definition in (d for page in pages for d in page.get("jobDefinitions", [])):
-            name = definition["jobDefinitionName"]
-            if name not in latest or definition["revision"] > latest[name]["revision"]:
-                latest[name] = definition
-        return [
-            JobDefinitionInfo(
-                d["jobDefinitionName"], d["revision"], d["jobDefinitionArn"], dict(d.get("parameters") or {})
-            )
-            for d in sorted(latest.values(), key=lambda d: d["jobDefinitionName"])
-        ]
-
     # -- calls (async, in the triggerer) ------------------------------------------------------------
 
     @asynccontextmanager
@@ -354,24 +283,6 @@ class AwsBatchHook(AsyncClientHolder, AwsBaseHook):
 
     async def aterminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
         await self.async_client.terminate_job(jobId=run_id, reason=reason)
-
-    async def aread_wait_facts(self, job: Mapping[str, Any]) -> WaitFacts:
-        """:meth:`read_wait_facts` with the async client."""
-        problems: list[str] = []
-        queue, environments = None, []
-        try:
-            answer = await self.async_client.describe_job_queues(jobQueues=[job["jobQueue"]])
-            queue = (answer.get("jobQueues") or [None])[0]
-        except Exception as err:
-            problems.append(read_problem(err, "DescribeJobQueues"))
-        names = environment_names(queue) if queue else []
-        if names:
-            try:
-                answer = await self.async_client.describe_compute_environments(computeEnvironments=names)
-                environments = answer.get("computeEnvironments", [])
-            except Exception as err:
-                problems.append(read_problem(err, "DescribeComputeEnvironments"))
-        return WaitFacts(queue, environments, problems)
 
     async def amark_watched(self, job: Mapping[str, Any] | None, watcher: str) -> None:
         """Tag a job, as the last read described it (its answer), watched, unless it is (one TagResource, no read)."""

@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlparse
@@ -17,18 +16,9 @@ from airflow.sdk import BaseHook
 from asgiref.sync import sync_to_async
 
 from polysync_airflow.compat import AirflowException, AirflowFailException
+from polysync_airflow.hooks.azure_batch_discovery import AzureBatchDiscovery
+from polysync_airflow.hooks.azure_batch_waiting import AzureBatchWaitReads
 from polysync_airflow.hooks.base import AsyncClientHolder
-from polysync_airflow.queueing import RunTiming
-from polysync_airflow.queueing.azure_batch import (
-    JOB_READ_PERMISSION,
-    POOL_READ_PERMISSION,
-    WaitFacts,
-    is_waiting,
-    pool_id_of,
-    read_problem,
-    task_timing,
-    waiting_cause,
-)
 from polysync_airflow.status import CANCEL_REASON
 from polysync_airflow.statuses.azure_batch import (
     ended_cleanly,
@@ -90,37 +80,10 @@ _WATCH_FIELDS = ["id", "state", "metadata"]
 _POLL_FIELDS = ["id", "state", "lastModified", "executionInfo", "metadata"]
 # what the status table reads, and the creation time (how long the task waited, its timing)
 _TASK_POLL_FIELDS = ["id", "state", "creationTime", "executionInfo"]
-_WAIT_JOB_FIELDS = ["id", "poolInfo", "executionInfo"]  # the pool, and the job's scheduling error
-_WAIT_POOL_FIELDS = [
-    "id",
-    "state",
-    "allocationState",
-    "resizeErrors",
-    "currentDedicatedNodes",
-    "targetDedicatedNodes",
-    "currentLowPriorityNodes",
-    "targetLowPriorityNodes",
-    "enableAutoScale",
-]
-
-
-def _pool_missing(pool_id: str) -> str:
-    return f"pool {pool_id} does not exist"
-
-
 _ACTIVE_RUNS = f"startswith(id,'{RUN_JOB_PREFIX}') and state eq 'active'"
 
 
-@dataclass(frozen=True)
-class JobTemplateInfo:
-    """One Batch job that can serve as a template (discovery)."""
-
-    id: str
-    display_name: str | None
-    state: str | None
-
-
-class AzureBatchHook(AsyncClientHolder, BaseHook):
+class AzureBatchHook(AzureBatchWaitReads, AzureBatchDiscovery, AsyncClientHolder, BaseHook):
     """Azure Batch through an ``azure_batch`` (official provider) or ``polysync_azure_batch`` connection.
 
     Shared key: login = account name, password = account key, extra ``account_url``. Without a key,
@@ -326,53 +289,6 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
         with contextlib.suppress(ResourceExistsError):  # JobCompleted: it ended when its only task did
             self.client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
 
-    # -- a run that waits to start, and its timing (the answer: the task and its job; None: not found) --------
-
-    @staticmethod
-    def answer_timing(answer: tuple[Any, Any] | None) -> RunTiming:
-        task = answer[0] if answer else None
-        return task_timing(task) if task is not None else RunTiming()
-
-    @staticmethod
-    def answer_waiting(answer: tuple[Any, Any] | None) -> bool:
-        return is_waiting(answer[0] if answer else None)
-
-    def read_wait_cause(self, run_id: str, answer: tuple[Any, Any]) -> str:
-        """Why the run's task has not started (its job's scheduling error, its pool), in one line."""
-        return waiting_cause(answer[0], self.read_wait_facts(run_id))
-
-    async def aread_wait_cause(self, run_id: str, answer: tuple[Any, Any]) -> str:
-        return waiting_cause(answer[0], await self.aread_wait_facts(run_id))
-
-    def read_wait_facts(self, run_id: str) -> WaitFacts:
-        """Why a run's task may be waiting: its job (the scheduling error) and the job's pool (allocation state,
-        resize errors, nodes). A read that fails is reported in the facts, never raised."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        job_id, _ = split_run_id(run_id)
-        problems: list[str] = []
-        job = pool = None
-        try:
-            job = self.client.get_job(job_id, select=_WAIT_JOB_FIELDS)
-        except Exception as err:
-            problems.append(read_problem(err, f"job {job_id}", JOB_READ_PERMISSION))
-        pool_id = pool_id_of(job)
-        if pool_id:
-            try:
-                pool = self.client.get_pool(pool_id, select=_WAIT_POOL_FIELDS)
-            except ResourceNotFoundError:
-                problems.append(_pool_missing(pool_id))
-            except Exception as err:
-                problems.append(read_problem(err, f"pool {pool_id}", POOL_READ_PERMISSION))
-        return WaitFacts(job, pool, problems)
-
-    def list_job_templates(self) -> list[JobTemplateInfo]:
-        """Every job of the account (``$select=id,displayName,state``, all pages)."""
-        return [
-            JobTemplateInfo(job.id, job.display_name, read_field(job, "state"))
-            for job in self.client.list_jobs(select=["id", "displayName", "state"])
-        ]
-
     def tail_log(self, run_id: str, file_name: str, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> list[str]:
         """The last ``lines`` lines of a task's output file (``stderr.txt``, ``stdout.txt``), from its last
         ``max_bytes`` (a line cut at their start is left out)."""
@@ -451,27 +367,6 @@ class AzureBatchHook(AsyncClientHolder, BaseHook):
             await self.async_client.terminate_task(job_id, task_id)
         with contextlib.suppress(ResourceExistsError):
             await self.async_client.begin_terminate_job(job_id, {"terminateReason": reason}, polling_interval=1)
-
-    async def aread_wait_facts(self, run_id: str) -> WaitFacts:
-        """:meth:`read_wait_facts` with the async client."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        job_id, _ = split_run_id(run_id)
-        problems: list[str] = []
-        job = pool = None
-        try:
-            job = await self.async_client.get_job(job_id, select=_WAIT_JOB_FIELDS)
-        except Exception as err:
-            problems.append(read_problem(err, f"job {job_id}", JOB_READ_PERMISSION))
-        pool_id = pool_id_of(job)
-        if pool_id:
-            try:
-                pool = await self.async_client.get_pool(pool_id, select=_WAIT_POOL_FIELDS)
-            except ResourceNotFoundError:
-                problems.append(_pool_missing(pool_id))
-            except Exception as err:
-                problems.append(read_problem(err, f"pool {pool_id}", POOL_READ_PERMISSION))
-        return WaitFacts(job, pool, problems)
 
     async def amark_watched(self, answer: tuple[Any, Any] | None, watcher: str) -> None:
         """Mark the run's job, as the last read gave it (with its metadata), watched, unless it is (one update,
