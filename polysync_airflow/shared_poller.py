@@ -171,11 +171,11 @@ class SharedPoller:
                 await asyncio.wait_for(self._wake.wait(), max(sleep, 0.0))
 
     async def _read(self, run_ids: list[str], now: float) -> None:
-        hook = await self._hook_opened()
-        size = getattr(hook, "runs_per_read", None) or READ_CHUNK
-        for first in range(0, len(run_ids), size):
-            chunk = run_ids[first : first + size]
+        first = 0
+        while first < len(run_ids):
             try:
+                hook = await self._hook_opened()
+                chunk = run_ids[first : first + (getattr(hook, "runs_per_read", None) or READ_CHUNK)]
                 answers = await hook.aread_runs(chunk)
             except Exception as err:  # every run the call covered gets its error, and so do the rest of this read:
                 for run_id in run_ids[first:]:  # a failing (or throttling) service is not asked again at once
@@ -186,6 +186,7 @@ class SharedPoller:
                     await asyncio.sleep(0)  # let the triggers handed an answer run before the next slice
                 for run_id in chunk[start : start + HANDOUT_SLICE]:
                     self._deliver(run_id, now, answer=answers.get(run_id))
+            first += len(chunk)
             await asyncio.sleep(0)  # and before the next chunk's answers arrive
 
     def _deliver(self, run_id: str, now: float, answer: Any = None, error: BaseException | None = None) -> None:
