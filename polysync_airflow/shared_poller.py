@@ -3,8 +3,9 @@
 This module says how a trigger is paced. Every trigger of one connection (and region or account) in one
 event loop shares a :class:`SharedPoller`. A trigger joins with its run id and poll interval and awaits
 the run's next answer; the poller asks the service for every run that is due in as few calls as the API
-allows (its hook's ``aread_runs``, in ``hooks/<platform>.py``), and hands each waiting trigger its own
-answer, or the error of the call that covered it.
+allows (its hook's ``aread_runs``, in ``hooks/<platform>.py``, asked for ``READ_CHUNK`` runs at a time so the
+event loop never blocks on a thousand answers at once), and hands each waiting trigger its own answer, or the error
+of the call that covered it.
 
 A run is due with the beat of its poll interval: a run that joins is read at once (its first status
 comes without waiting), and from then on with every run of its interval, so N runs cost ceil(N / 100)
@@ -31,6 +32,10 @@ from polysync_airflow.run_watch import backoff_seconds
 
 GATHER_SECONDS = 0.05  # runs that start together (a triggerer starting many triggers) share the first call
 MAX_SLACK_SECONDS = 1.0  # a run due this much later is read now, so runs fall into step
+# Runs per read call (a multiple of DescribeJobs' 100): a call's answers are decoded, in one go, when it returns, so
+# a thousand runs read at once are asked in chunks, each handed out before the next (a hook with a ``runs_per_read``
+# attribute sets its own: Azure's, whose read lists every active run, reads all at once).
+READ_CHUNK = 200
 HANDOUT_SLICE = 50  # answers handed out per event-loop turn: a thousand triggers resuming at once stall the loop
 SIDE_CALLS_IN_FLIGHT = 8  # per-run calls besides the reads (the watched mark): a burst of them would stall it too
 
@@ -166,17 +171,23 @@ class SharedPoller:
                 await asyncio.wait_for(self._wake.wait(), max(sleep, 0.0))
 
     async def _read(self, run_ids: list[str], now: float) -> None:
-        try:
-            answers = await (await self._hook_opened()).aread_runs(run_ids)
-        except Exception as err:  # every run the call covered gets its error
-            for run_id in run_ids:
-                self._deliver(run_id, now, error=err)
-            return
-        for start in range(0, len(run_ids), HANDOUT_SLICE):
-            if start:
-                await asyncio.sleep(0)  # let the triggers handed an answer run before the next slice
-            for run_id in run_ids[start : start + HANDOUT_SLICE]:
-                self._deliver(run_id, now, answer=answers.get(run_id))
+        first = 0
+        while first < len(run_ids):
+            try:
+                hook = await self._hook_opened()
+                chunk = run_ids[first : first + (getattr(hook, "runs_per_read", None) or READ_CHUNK)]
+                answers = await hook.aread_runs(chunk)
+            except Exception as err:  # every run the call covered gets its error, and so do the rest of this read:
+                for run_id in run_ids[first:]:  # a failing (or throttling) service is not asked again at once
+                    self._deliver(run_id, now, error=err)
+                return
+            for start in range(0, len(chunk), HANDOUT_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # let the triggers handed an answer run before the next slice
+                for run_id in chunk[start : start + HANDOUT_SLICE]:
+                    self._deliver(run_id, now, answer=answers.get(run_id))
+            first += len(chunk)
+            await asyncio.sleep(0)  # and before the next chunk's answers arrive
 
     def _deliver(self, run_id: str, now: float, answer: Any = None, error: BaseException | None = None) -> None:
         run = self._runs.get(run_id)

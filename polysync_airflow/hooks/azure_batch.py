@@ -34,6 +34,7 @@ LOG_TAIL_LINES = 20
 """How many of the last lines of a task's output file the task log shows."""
 RUN_JOB_PREFIX = "polysync-"  # the ids of the jobs the operator creates (requests/azure_batch.py)
 TASK_READS_IN_FLIGHT = 16
+LISTING_PAGE_SIZE = 250  # jobs per page of the poll's listing: the SDK decodes a page in one go, blocking the loop
 FULL_READ_SECONDS = 300.0  # the shared poller reads a run's task at least this often, whatever its job shows
 
 
@@ -317,6 +318,8 @@ class AzureBatchHook(AzureBatchWaitReads, AzureBatchDiscovery, AsyncClientHolder
         ):
             yield
 
+    runs_per_read = 100_000  # the shared poller asks for every due run in one read: it lists all active runs anyway
+
     async def aread_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[Any, Any]]:
         """The shared poller's read: many runs in few calls, ``{run_id: (task, job)}`` (absent: not found).
 
@@ -325,7 +328,8 @@ class AzureBatchHook(AzureBatchWaitReads, AzureBatchDiscovery, AsyncClientHolder
         run whose job changed or left the listing, whose task was not running yet (so ``Running`` is seen), or that
         was last read long ago. So, unlike AWS's, this read remembers what it saw: one hook per shared poller."""
         now = time.monotonic()
-        active = {job.id: job async for job in self.async_client.list_jobs(filter=_ACTIVE_RUNS, select=_POLL_FIELDS)}
+        listing = self.async_client.list_jobs(filter=_ACTIVE_RUNS, select=_POLL_FIELDS, max_results=LISTING_PAGE_SIZE)
+        active = {job.id: job async for job in listing}
         answers: dict[str, tuple[Any, Any]] = {}
         stale = []
         for run_id in run_ids:
