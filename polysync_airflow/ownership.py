@@ -217,6 +217,11 @@ class OwnershipLedger:
         """The jobs found on the service, with those a try recorded as watched marked so."""
         return self.record.apply(jobs) if self.record is not None else list(jobs)
 
+    def watched_by(self, run_id: str) -> str | None:
+        """Who an earlier try recorded as watching ``run_id`` (``"triggerer"`` or ``"worker"``), if anyone."""
+        by = self.record.watched.get(run_id) if self.record is not None else None
+        return str(by.get("by")) if by else None
+
     def submitting(self, try_number: int) -> None:
         """Before the submit call: a job it starts is looked for even if its answer is lost."""
         self._write((self.record or OwnershipRecord()).before_submitting(try_number))

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+# How long a new try gives an earlier try's trigger to stop its job (Airflow calls the trigger's on_kill on clear or
+# mark; its own on_kill_timeout is 30 s) before stopping the job itself, and how often it looks meanwhile.
+ON_KILL_GRACE_SECONDS = 45.0
+ON_KILL_GRACE_POLL_SECONDS = 2.0
 SUBMIT_ATTEMPTS = 4  # a submit refused for a transient fault is retried twice more, 1, 2 then 4 s later
 
 
@@ -217,7 +221,7 @@ class PolysyncJobOperator(BaseOperator):
         # Looked up on the first try too: a missing job queue fails there at once (see the AWS operator).
         jobs = ledger.known(self.find_existing_jobs(key))
         adopted = choose_job_to_adopt(jobs, self.log)
-        self._stop_unadopted(jobs, adopted, key)
+        self._stop_unadopted(jobs, adopted, key, ledger)
         if adopted is not None:
             return self._reattach(adopted, "nobody watches it (the try that submitted it ended before deferring)")
         ledger.submitting(key.try_number)
@@ -244,11 +248,17 @@ class PolysyncJobOperator(BaseOperator):
                 self.log.info("Submitted run %s for %s", run.run_id, key)
                 return run
 
-    def _stop_unadopted(self, jobs: list[ExistingJob], adopted: ExistingJob | None, key: TaskInstanceKey) -> None:
+    def _stop_unadopted(
+        self, jobs: list[ExistingJob], adopted: ExistingJob | None, key: TaskInstanceKey, ledger: OwnershipLedger
+    ) -> None:
         """Stop the earlier tries' jobs that still run and that this try does not adopt, so that no two jobs of the
         task instance run at once (a job whose submitter chose ``cancel_on_kill=False`` is left, and named). A
         stop that fails fails the try before it starts a job; the next try looks again."""
-        stops = jobs_to_stop(jobs, adopted, self.polling.cancel_on_kill)
+        stops = [
+            (job, why)
+            for job, why in jobs_to_stop(jobs, adopted, self.polling.cancel_on_kill)
+            if not self._ended_by_its_trigger(job, ledger)
+        ]
         stopping = {job.run_id for job, _ in stops}
         for job in jobs:
             if job is not adopted and not job.finished and not job.cancelling and job.run_id not in stopping:
@@ -273,6 +283,22 @@ class PolysyncJobOperator(BaseOperator):
                     f"Could not stop job {job.run_id} of an earlier try ({describe_error(err)}); not starting a "
                     "second job beside it. Stop it yourself, or let the next try stop it"
                 ) from err
+
+    def _ended_by_its_trigger(self, job: ExistingJob, ledger: OwnershipLedger) -> bool:
+        """Whether a job an earlier try's trigger watched ends within ``ON_KILL_GRACE_SECONDS``. On Airflow 3.3 a
+        cleared or marked task's trigger gets ``on_kill``, which stops the job: waiting for that keeps it to one
+        stop, with the trigger's reason. Elsewhere (a worker watched it; no ``on_kill`` on 3.1/3.2) nobody else will
+        stop it, so this try does at once."""
+        if not (ledger.in_store and ledger.watched_by(job.run_id) == "triggerer"):
+            return False
+        self.log.info("Job %s of an earlier try still runs; giving its trigger's cancel time to stop it", job.run_id)
+        deadline = time.monotonic() + ON_KILL_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(ON_KILL_GRACE_POLL_SECONDS)
+            with quietly(self.log, f"read run {job.run_id}"):
+                if self.read_state(job.run_id).status.is_terminal:
+                    return True
+        return False
 
     def _reattach(self, job: ExistingJob, why: str) -> SubmittedRun:
         run = self.reattach(job)
