@@ -19,6 +19,9 @@ from polysync_airflow.shared_poller import SharedPoller
 from polysync_airflow.status import CANCEL_REASON, RunState
 
 CANCEL_TIMEOUT_SECONDS = 20.0  # inside the triggerer's own on_kill_timeout (30 s by default)
+# The watched mark is best effort: a call the network never answers (the SDKs wait up to 300 s) must not hold the
+# run's watch, which would then report the run's end that much later.
+MARK_TIMEOUT_SECONDS = 20.0
 
 
 class PolysyncJobTrigger(BaseTrigger):
@@ -90,7 +93,7 @@ class PolysyncJobTrigger(BaseTrigger):
                 if self.settings.mark_watched and watch.first_seen_running(state):
                     async with poller.side_calls:
                         with quietly(self.log, f"mark run {self.run_id} as watched"):
-                            await hook.amark_watched(answer, "triggerer")
+                            await asyncio.wait_for(hook.amark_watched(answer, "triggerer"), MARK_TIMEOUT_SECONDS)
                 return state
 
             state, timed_out = await watch_in_triggerer(next_state, watch, self.settings.deadline)
