@@ -83,7 +83,8 @@ def test_success(deferrable, local_azure_batch, polysync_azure_conn, capsys):
     assert task.body["containerSettings"] == {"imageName": "polysync.azurecr.io/etl:1.4", "containerRunOptions": "--rm"}
     assert {"name": "ROWS", "value": "12"} in task.body["environmentSettings"]
     log = capsys.readouterr().out
-    assert "is running (Running)" in log and "is completed (Success)" in log
+    # One line per change: "is running" when a poll saw the task running (a loaded machine may first see it ended).
+    assert log.count("is running (Running)") <= 1 and "is completed (Success)" in log
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
