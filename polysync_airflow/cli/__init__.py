@@ -114,13 +114,17 @@ class Platform:
 
 
 _JSON = Option("--json", "print JSON instead of one line per item", switch=True)
+# What discover and sweep both take.
+_AWS_CONN_ID = Option("--conn-id", "Airflow connection id (default: aws_default)", "aws_default")
+_AWS_REGION = Option("--region", "AWS region (default: the connection's region_name)")
+_AZURE_CONN_ID = Option("--conn-id", "Airflow connection id (default: azure_batch_default)", "azure_batch_default")
 PLATFORMS = (
     Platform(
         "aws-batch",
         "ACTIVE job definitions, latest revision each",
         (
-            Option("--conn-id", "Airflow connection id (default: aws_default)", "aws_default"),
-            Option("--region", "AWS region (default: the connection's region_name)"),
+            _AWS_CONN_ID,
+            _AWS_REGION,
             _JSON,
             Option("--dag-file", "write a DAG module with one task per job definition to this path"),
         ),
@@ -130,7 +134,7 @@ PLATFORMS = (
         "azure-batch",
         "jobs of the Batch account, usable as templates",
         (
-            Option("--conn-id", "Airflow connection id (default: azure_batch_default)", "azure_batch_default"),
+            _AZURE_CONN_ID,
             _JSON,
             Option("--dag-file", "write a DAG module with one task per template job to this path"),
         ),
@@ -150,8 +154,8 @@ SWEEP_PLATFORMS = (
         "aws-batch",
         "the Polysync jobs of the job queues an AWS connection reaches",
         (
-            Option("--conn-id", "Airflow connection id (default: aws_default)", "aws_default"),
-            Option("--region", "AWS region (default: the connection's region_name)"),
+            _AWS_CONN_ID,
+            _AWS_REGION,
             Option(
                 "--job-queue", "a job queue to sweep; repeat for more (default: every queue of the region)", repeat=True
             ),
@@ -164,7 +168,7 @@ SWEEP_PLATFORMS = (
         "azure-batch",
         "the Polysync jobs of an Azure Batch account",
         (
-            Option("--conn-id", "Airflow connection id (default: azure_batch_default)", "azure_batch_default"),
+            _AZURE_CONN_ID,
             _DRY_RUN,
             _API_URL,
         ),

@@ -289,7 +289,7 @@ class PolysyncJobOperator(BaseOperator):
         cleared or marked task's trigger gets ``on_kill``, which stops the job: waiting for that keeps it to one
         stop, with the trigger's reason. Elsewhere (a worker watched it; no ``on_kill`` on 3.1/3.2) nobody else will
         stop it, so this try does at once."""
-        if not (ledger.in_store and ledger.watched_by(job.run_id) == "triggerer"):
+        if ledger.watched_by(job.run_id) != "triggerer":  # recorded only in Airflow 3.3's store
             return False
         self.log.info("Job %s of an earlier try still runs; giving its trigger's cancel time to stop it", job.run_id)
         deadline = time.monotonic() + ON_KILL_GRACE_SECONDS
