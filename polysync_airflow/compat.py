@@ -14,14 +14,7 @@ try:
 except ImportError:  # Airflow 3.1: the Task SDK does not export AirflowFailException yet
     from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
 
-__all__ = ["AirflowException", "AirflowFailException", "dag_bag", "task_state_store"]
-
-
-def task_state_store(context: Any) -> Any | None:
-    """Airflow 3.3's store of per-task-instance state that its tries share (``context["task_state_store"]``:
-    ``get``/``set``), or None where there is none (Airflow 3.1 and 3.2, or a context built outside a task run)."""
-    getter = getattr(context, "get", None)
-    return getter("task_state_store") if getter is not None else None
+__all__ = ["AirflowException", "AirflowFailException", "dag_bag"]
 
 
 def dag_bag(dag_folder: str) -> Any:

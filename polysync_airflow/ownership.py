@@ -208,6 +208,13 @@ class OwnershipLedger:
         self.store = store
         self.record = OwnershipRecord.load(store.get(OWNERSHIP_KEY)) if store is not None else None
 
+    @classmethod
+    def of(cls, context: Mapping[str, Any]) -> OwnershipLedger:
+        """The ledger of the running task instance: in Airflow 3.3's ``context["task_state_store"]``, or none
+        (Airflow 3.1 and 3.2 have no such key; neither has a context built outside a task run)."""
+        getter = getattr(context, "get", None)
+        return cls(getter("task_state_store") if getter is not None else None)
+
     @property
     def in_store(self) -> bool:
         """Whether ownership is recorded in Airflow (so the job needs no watched mark)."""

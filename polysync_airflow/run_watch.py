@@ -4,7 +4,8 @@
 :class:`RunWatch` decides from each observation of the run: it logs each change of status or progress once
 (so the task log reads as a timeline), gives a run that is not visible yet a grace period before calling it
 lost, and rides out transient faults of the service for an outage window. What counts as a transient fault,
-the platform tells (``is_transient`` in ``statuses/<platform>.py``).
+the platform tells (``is_transient`` in ``statuses/<platform>.py``). :class:`QueueWatch` watches a run that has
+not started for the ``queued_warning_after`` and ``queued_timeout`` thresholds.
 
 The loops that call it: the worker's in ``operators/base.py`` (it sleeps the poll interval, or
 :func:`backoff_seconds` after a failed read), the trigger's in ``triggers/base.py`` (it only awaits each
@@ -13,14 +14,17 @@ answer: the shared poller paces the reads, see ``shared_poller.py``).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Protocol
 
-from polysync_airflow.status import RunState, RunStatus
+from polysync_airflow.status import RunState, RunStatus, RunTiming, format_duration
 
 MAX_BACKOFF_SECONDS = 60.0
 
@@ -205,3 +209,100 @@ def timed_out_state(run_id: str, deadline: float) -> RunState:
         message=f"run {run_id} did not finish before its deadline ({when})",
         native_status="TIMED_OUT",
     )
+
+
+def waiting_message(run_id: str, waited_seconds: float, native_status: str | None, cause: str) -> str:
+    """The warning logged once when a run has waited ``queued_warning_after`` without starting."""
+    state = f" (still {native_status})" if native_status else ""
+    return f"Run {run_id} has not started after {format_duration(waited_seconds)}{state}: {cause}"
+
+
+def not_started_reason(timeout_seconds: float | None) -> str:
+    """The reason given to the service when a job is stopped for not starting within ``queued_timeout``."""
+    return f"Stopped by Polysync: did not start within {timeout_seconds or 0:g} s (queued_timeout)"
+
+
+def not_started_message(run_id: str, timeout_seconds: float, cause: str) -> str:
+    """The failure of a run stopped because it did not start within ``queued_timeout``."""
+    return f"Run {run_id} did not start within {timeout_seconds:g} s: {cause}"
+
+
+class QueueCheck(Enum):
+    """What a watch does about a run that has not started, after one answer."""
+
+    NOTHING = "nothing"
+    WARN = "warn"
+    """``queued_warning_after`` just passed: read why once, and log one warning."""
+    TIME_OUT = "time out"
+    """``queued_timeout`` passed: read why, stop the job and fail the task."""
+
+
+QUEUE_TIMED_OUT = "QUEUE_TIMEOUT"
+"""The ``native_status`` of the state a queue timeout ends a run with."""
+
+
+class QueueWatch:
+    """Watches one run's states for its queue thresholds: logs one warning with the cause when ``warning_after``
+    passes, and past ``timeout`` turns the state into a failure (the caller stops the job). The time waited is
+    measured from the job's own creation time (``RunState.timing``, from the answer), so a watch built after a
+    triggerer restart sees the same. The cause is read once per threshold passed, never on other polls: its hook's
+    ``read_wait_cause`` (``hooks/<platform>_waiting.py``), worded by ``queueing/<platform>.py``."""
+
+    def __init__(self, run_id: str, log: Any, warning_after: float | None, timeout: float | None) -> None:
+        self.run_id = run_id
+        self.log = log
+        self.warning_after = warning_after
+        self.timeout = timeout
+        self.timed_out = False
+        self.last_timing = RunTiming()
+        """The timing of the last state decoded from an answer (for the event and the XCom)."""
+        self._warned = False
+
+    @property
+    def active(self) -> bool:
+        return self.warning_after is not None or self.timeout is not None
+
+    def check(self, timing: RunTiming, waiting: bool, now: datetime | None = None) -> tuple[QueueCheck, float]:
+        """(what to do, seconds waited) for a run whose answer says ``waiting`` (not started) with ``timing``."""
+        waited = timing.waited_seconds(now or datetime.now(UTC)) if waiting and self.active else None
+        if waited is None:
+            return QueueCheck.NOTHING, 0.0
+        if self.timeout is not None and waited >= self.timeout:
+            return QueueCheck.TIME_OUT, waited
+        if self.warning_after is not None and not self._warned and waited >= self.warning_after:
+            self._warned = True
+            return QueueCheck.WARN, waited
+        return QueueCheck.NOTHING, waited
+
+    def observe(self, state: RunState, read_cause: Callable[[], str]) -> RunState:
+        """The worker's watch (sync): ``state``, or the failure of a run past its queue timeout."""
+        self.last_timing = state.timing
+        check, waited = self.check(state.timing, state.waiting)
+        if check is QueueCheck.NOTHING:
+            return state
+        try:
+            cause = read_cause()
+        except Exception as err:  # the reads never change the run's outcome
+            cause = f"the reasons could not be read: {describe_error(err)}"
+        return self._act(check, waited, state, cause)
+
+    async def aobserve(self, state: RunState, read_cause: Callable[[], Awaitable[str]], gate: Any = None) -> RunState:
+        """The trigger's watch (async; the diagnosis reads inside ``gate``, the shared poller's side-call limit)."""
+        self.last_timing = state.timing
+        check, waited = self.check(state.timing, state.waiting)
+        if check is QueueCheck.NOTHING:
+            return state
+        try:
+            async with gate if gate is not None else contextlib.nullcontext():
+                cause = await read_cause()
+        except Exception as err:  # the reads never change the run's outcome
+            cause = f"the reasons could not be read: {describe_error(err)}"
+        return self._act(check, waited, state, cause)
+
+    def _act(self, check: QueueCheck, waited: float, state: RunState, cause: str) -> RunState:
+        if check is QueueCheck.WARN:
+            self.log.warning("%s", waiting_message(self.run_id, waited, state.native_status, cause))
+            return state
+        self.timed_out = True
+        message = not_started_message(self.run_id, self.timeout or 0.0, cause)
+        return RunState(self.run_id, RunStatus.FAILED, message, native_status=QUEUE_TIMED_OUT)

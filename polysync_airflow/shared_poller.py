@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from polysync_airflow.hooks.base import RunHook
@@ -107,7 +108,7 @@ class SharedPoller:
             if self._loop_task is None or self._loop_task.done():
                 self._loop_task = asyncio.ensure_future(self._poll_loop())
             self._wake.set()
-            yield hook, lambda: self._next_answer(run_id)
+            yield hook, partial(self._next_answer, run_id)
         finally:
             await self._leave(run_id)
 

@@ -1,4 +1,4 @@
-"""AWS Batch: the hook's reads for a run that waits to start (its timing, and why it waits), as a mixin
+"""AWS Batch: the hook's reads for a run that waits to start (why it waits), as a mixin
 :class:`~polysync_airflow.hooks.aws_batch.AwsBatchHook` inherits. What the answers mean is in
 ``queueing/aws_batch.py`` (pure); the calls are here. Mirrors ``hooks/azure_batch_waiting.py``."""
 
@@ -7,20 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from polysync_airflow.queueing import RunTiming
 from polysync_airflow.queueing.aws_batch import (
     WaitFacts,
     environment_names,
-    is_waiting,
-    job_timing,
     read_problem,
     waiting_cause,
 )
 
 
 class AwsBatchWaitReads:
-    """The queue watch's calls (``WaitHook`` in ``queueing/__init__.py``). An answer is the job's DescribeJobs
-    entry, None when not found."""
+    """Why a run waits, for the queue watch (``QueueWatch`` in ``run_watch.py``). An answer is the job's
+    DescribeJobs entry, None when not found."""
 
     if TYPE_CHECKING:
 
@@ -29,14 +26,6 @@ class AwsBatchWaitReads:
 
         @property
         def async_client(self) -> Any: ...
-
-    @staticmethod
-    def answer_timing(answer: Mapping[str, Any] | None) -> RunTiming:
-        return job_timing(answer) if answer else RunTiming()
-
-    @staticmethod
-    def answer_waiting(answer: Mapping[str, Any] | None) -> bool:
-        return is_waiting(answer)
 
     def read_wait_cause(self, run_id: str, answer: Mapping[str, Any]) -> str:
         """Why the described job has not started (DescribeJobQueues, DescribeComputeEnvironments), in one line."""

@@ -1,4 +1,4 @@
-"""Azure Batch: the hook's reads for a run that waits to start (its timing, and why it waits), as a mixin
+"""Azure Batch: the hook's reads for a run that waits to start (why it waits), as a mixin
 :class:`~polysync_airflow.hooks.azure_batch.AzureBatchHook` inherits. What the answers mean is in
 ``queueing/azure_batch.py`` (pure); the calls are here. Mirrors ``hooks/aws_batch_waiting.py``."""
 
@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from polysync_airflow.queueing import RunTiming
 from polysync_airflow.queueing.azure_batch import (
     JOB_READ_PERMISSION,
     POOL_READ_PERMISSION,
     WaitFacts,
-    is_waiting,
     pool_id_of,
     read_problem,
-    task_timing,
     waiting_cause,
 )
 
@@ -42,8 +39,8 @@ def _job_id(run_id: str) -> str:
 
 
 class AzureBatchWaitReads:
-    """The queue watch's calls (``WaitHook`` in ``queueing/__init__.py``). An answer is the task and its job,
-    None when not found."""
+    """Why a run waits, for the queue watch (``QueueWatch`` in ``run_watch.py``). An answer is the task and
+    its job, None when not found."""
 
     if TYPE_CHECKING:
 
@@ -52,15 +49,6 @@ class AzureBatchWaitReads:
 
         @property
         def async_client(self) -> Any: ...
-
-    @staticmethod
-    def answer_timing(answer: tuple[Any, Any] | None) -> RunTiming:
-        task = answer[0] if answer else None
-        return task_timing(task) if task is not None else RunTiming()
-
-    @staticmethod
-    def answer_waiting(answer: tuple[Any, Any] | None) -> bool:
-        return is_waiting(answer[0] if answer else None)
 
     def read_wait_cause(self, run_id: str, answer: tuple[Any, Any]) -> str:
         """Why the run's task has not started (its job's scheduling error, its pool), in one line."""

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from polysync_airflow.status import CANCEL_REASON
-
-if TYPE_CHECKING:
-    from polysync_airflow.queueing import RunTiming
 
 
 class RunHook(Protocol):
@@ -42,15 +39,7 @@ class RunHook(Protocol):
     async def aterminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
         """Stop the run on the platform."""
 
-    # -- a run that waits to start (``queueing/``): pure reads of an answer, and the one-time diagnosis --
-    @staticmethod
-    def answer_timing(answer: Any) -> RunTiming:
-        """When the answer's run was submitted, started and ended, and its attempts."""
-
-    @staticmethod
-    def answer_waiting(answer: Any) -> bool:
-        """Whether the answer's run has not started running yet."""
-
+    # -- a run that waits to start (``QueueWatch`` in ``run_watch.py``): the one-time diagnosis --
     def read_wait_cause(self, run_id: str, answer: Any) -> str:
         """Why the run has not started, in one line (the platform's diagnosis reads; never raises for them)."""
 

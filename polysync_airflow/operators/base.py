@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from polysync_airflow.compat import AirflowException, AirflowFailException, task_state_store
+from polysync_airflow.compat import AirflowException, AirflowFailException
 from polysync_airflow.hooks.base import RunHook
 from polysync_airflow.links.base import PolysyncRunLink
 from polysync_airflow.ownership import (
@@ -21,16 +21,17 @@ from polysync_airflow.ownership import (
     choose_job_to_adopt,
     jobs_to_stop,
 )
-from polysync_airflow.queueing import QueueWatch, RunTiming, not_started_reason, timing_from_dict
 from polysync_airflow.run_watch import (
     PollingSettings,
+    QueueWatch,
     RunWatch,
     backoff_seconds,
     describe_error,
+    not_started_reason,
     quietly,
     timed_out_state,
 )
-from polysync_airflow.status import CANCEL_REASON, RunState, RunStatus
+from polysync_airflow.status import CANCEL_REASON, RunState, RunStatus, RunTiming
 from polysync_airflow.triggers.base import PolysyncJobTrigger
 from polysync_airflow.validation import as_optional_seconds
 
@@ -173,7 +174,7 @@ class PolysyncJobOperator(BaseOperator):
             queued_warning_after=as_optional_seconds("queued_warning_after", self.queued_warning_after),
             queued_timeout=as_optional_seconds("queued_timeout", self.queued_timeout),
         )
-        ledger = OwnershipLedger(task_state_store(context))
+        ledger = OwnershipLedger.of(context)
         run = self._submitted = self.start_run(context, ledger)
         self.log.info("Monitor run %s (job name %s) at %s", run.run_id, run.job_name, run.monitor_url)
         self.persist_links(context, run)
@@ -191,7 +192,9 @@ class PolysyncJobOperator(BaseOperator):
 
         def next_state() -> RunState:
             answer = self.hook.read_run(run.run_id)
-            state = queue.observe(self.hook, answer, self.decode(run.run_id, answer))
+            state = queue.observe(
+                self.decode(run.run_id, answer), lambda: self.hook.read_wait_cause(run.run_id, answer)
+            )
             if self.polling.mark_watched and watch.first_seen_running(state):
                 with quietly(self.log, f"mark run {run.run_id} as watched"):
                     self.hook.mark_watched(run.run_id, "worker")
@@ -205,7 +208,7 @@ class PolysyncJobOperator(BaseOperator):
         if queue.timed_out:  # a job that did not start within queued_timeout is stopped, whatever cancel_on_kill
             with quietly(self.log, f"stop run {run.run_id}"):
                 self.hook.terminate_run(run.run_id, not_started_reason(self.polling.queued_timeout))
-        event = {"timed_out": timed_out, "queue_timed_out": queue.timed_out, "timing": queue.timing(self.hook)}
+        event = {"timed_out": timed_out, "queue_timed_out": queue.timed_out, "timing": queue.last_timing.to_dict()}
         return self._finish(context, state.to_event() | event, run)
 
     def read_state(self, run_id: str) -> RunState:
@@ -216,7 +219,7 @@ class PolysyncJobOperator(BaseOperator):
         """Validate, then reattach to the task instance's unwatched running job, or submit a new one; first stop
         the earlier tries' jobs that still run and are not adopted (unless kept by ``cancel_on_kill=False``)."""
         key = TaskInstanceKey.from_context(context)
-        ledger = ledger or OwnershipLedger(task_state_store(context))
+        ledger = ledger or OwnershipLedger.of(context)
         self.prepare(context, key)
         # Looked up on the first try too: a missing job queue fails there at once (see the AWS operator).
         jobs = ledger.known(self.find_existing_jobs(key))
@@ -326,7 +329,7 @@ class PolysyncJobOperator(BaseOperator):
         }
         info["timing"] = self._timing(run.run_id, event.get("timing"))
         details = self.report_outcome(context, run.run_id, status, info)
-        self.log.info("%s", timing_from_dict(info["timing"]).summary(run.run_id))
+        self.log.info("%s", RunTiming.from_dict(info["timing"]).summary(run.run_id))
         if details:
             message = f"{message}; {details}" if message else details
             if status is not RunStatus.SUCCESS:
@@ -354,7 +357,7 @@ class PolysyncJobOperator(BaseOperator):
         if isinstance(timing, dict) and timing.get("ended_at"):
             return timing
         with quietly(self.log, f"read the timing of run {run_id}"):
-            return self.hook.answer_timing(self.hook.read_run(run_id)).to_dict()
+            return self.read_state(run_id).timing.to_dict()
         return timing if isinstance(timing, dict) else RunTiming().to_dict()
 
     def _cancel_after_interruption(self) -> None:

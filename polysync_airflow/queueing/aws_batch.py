@@ -1,5 +1,6 @@
-"""AWS Batch: a job's timing from its DescribeJobs entry, and why a job is not starting, from the job, its queue
-(DescribeJobQueues) and the queue's compute environments (DescribeComputeEnvironments). Pure, no calls."""
+"""AWS Batch: why a job is not starting, from the job, its queue (DescribeJobQueues) and the queue's compute
+environments (DescribeComputeEnvironments), as ``read_wait_cause`` (``hooks/aws_batch_waiting.py``) reads them.
+Pure, no calls."""
 
 from __future__ import annotations
 
@@ -8,34 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from polysync_airflow.queueing import RunTiming, from_epoch_ms
 from polysync_airflow.run_watch import describe_error
 
-WAITING_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING")
-"""The statuses of a job that has not started running."""
 HINT = (
     "hint: a job stuck in RUNNABLE means the compute environment can't satisfy its resource requirements; "
     "check vCPU quotas (EC2 / Fargate) and the environment's instance types"
 )
 """The seed's troubleshooting advice for a job stuck in RUNNABLE."""
-
-
-def job_timing(job: Mapping[str, Any]) -> RunTiming:
-    """``createdAt``, ``startedAt``, ``stoppedAt`` and the number of ``attempts`` of a DescribeJobs entry. A job
-    that started counts at least one attempt: AWS lists an attempt once it ended, and none for an array parent."""
-    attempts = job.get("attempts")
-    started = from_epoch_ms(job.get("startedAt"))
-    return RunTiming(
-        submitted_at=from_epoch_ms(job.get("createdAt")),
-        started_at=started,
-        ended_at=from_epoch_ms(job.get("stoppedAt")),
-        attempts=max(len(attempts) if isinstance(attempts, list) else 0, 1 if started else 0),
-    )
-
-
-def is_waiting(job: Mapping[str, Any] | None) -> bool:
-    """Whether a described job has not started running yet."""
-    return job is not None and job.get("status") in WAITING_STATUSES
 
 
 def _container_vcpus(container: Mapping[str, Any]) -> float:

@@ -1,5 +1,5 @@
-"""Azure Batch: a task's timing from its answer, and why a task is not starting, from the task, its job (the
-job's scheduling error) and the job's pool (``GET /pools/{id}``). Pure, no calls.
+"""Azure Batch: why a task is not starting, from the task, its job (the job's scheduling error) and the job's pool
+(``GET /pools/{id}``), as ``read_wait_cause`` (``hooks/azure_batch_waiting.py``) reads them. Pure, no calls.
 
 Answers are wire JSON or SDK models alike (azure-batch models are mappings of their wire JSON)."""
 
@@ -9,12 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from polysync_airflow.queueing import RunTiming, from_iso
 from polysync_airflow.run_watch import describe_error
 from polysync_airflow.statuses.azure_batch import read_field
 
-WAITING_STATES = ("active", "preparing")
-"""The states of a task that has not started running."""
 HINT = (
     "hint: a task waiting in active or preparing means the pool has no available compute nodes; check its "
     "autoscale formula or the account's core quota, and inspect the pool in the Azure portal"
@@ -22,25 +19,6 @@ HINT = (
 """The seed's troubleshooting advice for a task ``preparing`` forever."""
 POOL_READ_PERMISSION = "Microsoft.Batch/batchAccounts/pools/read"
 JOB_READ_PERMISSION = "Microsoft.Batch/batchAccounts/jobs/read"
-
-
-def task_timing(task: Any) -> RunTiming:
-    """The task's ``creationTime``, ``executionInfo`` ``startTime``/``endTime``, and attempts: ``retryCount`` + 1
-    once it started (0 before)."""
-    started = from_iso(read_field(task, "executionInfo", "startTime"))
-    retries = read_field(task, "executionInfo", "retryCount")
-    attempts = (retries if isinstance(retries, int) else 0) + 1 if started else 0
-    return RunTiming(
-        submitted_at=from_iso(read_field(task, "creationTime")),
-        started_at=started,
-        ended_at=from_iso(read_field(task, "executionInfo", "endTime")),
-        attempts=attempts,
-    )
-
-
-def is_waiting(task: Any) -> bool:
-    """Whether a task has not started running yet."""
-    return task is not None and read_field(task, "state") in WAITING_STATES
 
 
 def pool_id_of(job: Any) -> str | None:

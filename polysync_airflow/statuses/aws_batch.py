@@ -1,6 +1,6 @@
-"""What AWS Batch's answers mean: the seed's status table and its decoder, an array job's progress, the faults
-that heal, how its errors read, and how a job found for a task instance is judged before reattaching. Pure
-functions, no calls."""
+"""What AWS Batch's answers mean: the seed's status table and its decoder, an array job's progress, a job's
+timing, the faults that heal, how its errors read, and how a job found for a task instance is judged before
+reattaching. Pure functions, no calls."""
 
 from __future__ import annotations
 
@@ -13,7 +13,17 @@ from botocore.exceptions import ClientError
 
 from polysync_airflow.ownership import CANCEL_ON_KILL_MARK, TRY_MARK, WATCHED_MARK, ExistingJob, cancel_on_kill_of
 from polysync_airflow.run_watch import describe_error, is_connection_fault
-from polysync_airflow.status import ANY_OTHER_STATE, CANCEL_REASON, RunState, RunStatus, StatusRow, always, look_up
+from polysync_airflow.status import (
+    ANY_OTHER_STATE,
+    CANCEL_REASON,
+    RunState,
+    RunStatus,
+    RunTiming,
+    StatusRow,
+    always,
+    from_epoch_ms,
+    look_up,
+)
 
 # A FAILED job whose statusReason contains one of these (case-insensitive) was cancelled.
 CANCELLATION_PHRASES = ("cancelled", "canceled", "terminated", "job terminated", CANCEL_REASON.lower())
@@ -61,11 +71,37 @@ def decode_job(job_id: str, job: Mapping[str, Any] | None) -> RunState:
     status, message = look_up(STATUS_TABLE, native, JobFacts(job.get("statusReason") or "", exit_code))
     counts = array_counts(job)
     progress = format_array_progress(counts) if counts else ""
-    return RunState(job_id, status, message, exit_code, native, progress, "children" if progress else "")
+    return RunState(
+        job_id,
+        status,
+        message,
+        exit_code,
+        native,
+        progress,
+        "children" if progress else "",
+        waiting=native in WAITING_STATUSES,
+        timing=job_timing(job),
+    )
 
 
 decode_run = decode_job
 """The decoder by the name the shared operator and trigger know it (a run's answer is its job)."""
+
+WAITING_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING")
+"""The statuses of a job that has not started running."""
+
+
+def job_timing(job: Mapping[str, Any]) -> RunTiming:
+    """``createdAt``, ``startedAt``, ``stoppedAt`` and the number of ``attempts`` of a DescribeJobs entry. A job
+    that started counts at least one attempt: AWS lists an attempt once it ended, and none for an array parent."""
+    attempts = job.get("attempts")
+    started = from_epoch_ms(job.get("startedAt"))
+    return RunTiming(
+        submitted_at=from_epoch_ms(job.get("createdAt")),
+        started_at=started,
+        ended_at=from_epoch_ms(job.get("stoppedAt")),
+        attempts=max(len(attempts) if isinstance(attempts, list) else 0, 1 if started else 0),
+    )
 
 
 def job_exit_code(job: Mapping[str, Any]) -> int | None:

@@ -1,5 +1,6 @@
-"""What Azure Batch's answers mean: the seed's status table and its decoder, the faults that heal, how its errors
-read, and how a job found for a task instance is judged before reattaching. Pure functions, no calls.
+"""What Azure Batch's answers mean: the seed's status table and its decoder, a task's timing, the faults that
+heal, how its errors read, and how a job found for a task instance is judged before reattaching. Pure functions,
+no calls.
 
 Answers are wire JSON or SDK models alike: azure-batch models are mappings of their wire (camelCase) JSON.
 """
@@ -12,7 +13,16 @@ from typing import Any
 
 from polysync_airflow.ownership import CANCEL_ON_KILL_MARK, WATCHED_MARK, ExistingJob, cancel_on_kill_of
 from polysync_airflow.run_watch import describe_error, is_connection_fault
-from polysync_airflow.status import ANY_OTHER_STATE, RunState, RunStatus, StatusRow, always, look_up
+from polysync_airflow.status import (
+    ANY_OTHER_STATE,
+    RunState,
+    RunStatus,
+    RunTiming,
+    StatusRow,
+    always,
+    from_iso,
+    look_up,
+)
 
 # Reasons the service itself gives for ending a job; any other terminate reason is a user's cancel.
 SERVICE_TERMINATE_REASONS = ("AllTasksComplete", "JMComplete", "MaxWallClockTimeExpiry", "TaskFailed")
@@ -121,12 +131,32 @@ def decode_task(run_id: str, task: Any | None, job: Any | None = None) -> RunSta
     native = read_field(task, "state")
     facts = TaskFacts.of(task, job)
     status, message = look_up(STATUS_TABLE, native, facts)
-    return RunState(run_id, status, message, facts.exit_code, native)
+    return RunState(
+        run_id, status, message, facts.exit_code, native, waiting=native in WAITING_STATES, timing=task_timing(task)
+    )
 
 
 def decode_run(run_id: str, answer: tuple[Any, Any] | None) -> RunState:
     """A run's answer, its task and its job (None: not found), as a :class:`RunState`."""
     return decode_task(run_id, *(answer or (None, None)))
+
+
+WAITING_STATES = ("active", "preparing")
+"""The states of a task that has not started running."""
+
+
+def task_timing(task: Any) -> RunTiming:
+    """The task's ``creationTime``, ``executionInfo`` ``startTime``/``endTime``, and attempts: ``retryCount`` + 1
+    once it started (0 before)."""
+    started = from_iso(read_field(task, "executionInfo", "startTime"))
+    retries = read_field(task, "executionInfo", "retryCount")
+    attempts = (retries if isinstance(retries, int) else 0) + 1 if started else 0
+    return RunTiming(
+        submitted_at=from_iso(read_field(task, "creationTime")),
+        started_at=started,
+        ended_at=from_iso(read_field(task, "executionInfo", "endTime")),
+        attempts=attempts,
+    )
 
 
 def ended_cleanly(task: Any) -> bool:

@@ -13,8 +13,14 @@ from typing import Any, ClassVar
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from polysync_airflow.hooks.base import RunHook
-from polysync_airflow.queueing import QueueWatch, not_started_reason
-from polysync_airflow.run_watch import PollingSettings, RunWatch, quietly, timed_out_state
+from polysync_airflow.run_watch import (
+    PollingSettings,
+    QueueWatch,
+    RunWatch,
+    not_started_reason,
+    quietly,
+    timed_out_state,
+)
 from polysync_airflow.shared_poller import SharedPoller
 from polysync_airflow.status import CANCEL_REASON, RunState
 
@@ -89,7 +95,11 @@ class PolysyncJobTrigger(BaseTrigger):
 
             async def next_state() -> RunState:
                 answer = await next_answer()
-                state = await queue.aobserve(hook, answer, self.decode(self.run_id, answer), poller.side_calls)
+                state = await queue.aobserve(
+                    self.decode(self.run_id, answer),
+                    lambda: hook.aread_wait_cause(self.run_id, answer),
+                    poller.side_calls,
+                )
                 if self.settings.mark_watched and watch.first_seen_running(state):
                     async with poller.side_calls:
                         with quietly(self.log, f"mark run {self.run_id} as watched"):
@@ -101,7 +111,6 @@ class PolysyncJobTrigger(BaseTrigger):
                 await self._cancel(hook, not_started_reason(self.settings.queued_timeout))
             elif timed_out and self.settings.cancel_on_kill:
                 await self._cancel(hook)
-            timing = queue.timing(hook)
         self._reported = True  # before yielding: the triggerer may never resume us
         yield TriggerEvent(
             {
@@ -109,7 +118,7 @@ class PolysyncJobTrigger(BaseTrigger):
                 "job_name": self.job_name,
                 "timed_out": timed_out,
                 "queue_timed_out": queue.timed_out,
-                "timing": timing,
+                "timing": queue.last_timing.to_dict(),
             }
         )
 

@@ -13,9 +13,10 @@ from botocore.exceptions import ClientError
 
 from polysync_airflow.hooks.aws_batch import AwsBatchHook
 from polysync_airflow.hooks.azure_batch import AzureBatchHook
-from polysync_airflow.queueing.aws_batch import WaitFacts, job_timing, waiting_cause
-from polysync_airflow.queueing.azure_batch import task_timing
+from polysync_airflow.queueing.aws_batch import WaitFacts, waiting_cause
 from polysync_airflow.queueing.azure_batch import waiting_cause as azure_waiting_cause
+from polysync_airflow.statuses.aws_batch import job_timing
+from polysync_airflow.statuses.azure_batch import task_timing
 from polysync_airflow.testing.aws_batch_resources import JOB_RESOURCE_REQUIREMENT
 
 CREDENTIALS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

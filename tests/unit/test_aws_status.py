@@ -97,3 +97,20 @@ def test_the_table_reads_like_the_seeds():
         ("FAILED", "always", "Failed"),
         ("(any other)", "always", "Unknown"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("native", "waiting"),
+    [("SUBMITTED", True), ("PENDING", True), ("RUNNABLE", True), ("STARTING", True), ("RUNNING", False)],
+)
+def test_the_state_says_whether_the_job_waits_to_start_and_its_timing(native, waiting):
+    started = {} if waiting else {"startedAt": 1_764_410_460_000}
+    state = decode_job("job-1", {"jobId": "job-1", "status": native, "createdAt": 1_764_410_400_000, **started})
+    assert state.waiting is waiting
+    assert state.timing.submitted_at is not None and (state.timing.started_at is None) is waiting
+    assert state.timing.queued_seconds == (None if waiting else 60.0)
+
+
+def test_a_job_not_found_has_no_timing():
+    state = decode_job("job-1", None)
+    assert not state.waiting and state.timing.submitted_at is None and state.timing.attempts == 0

@@ -105,3 +105,19 @@ def test_the_table_reads_like_the_seeds():
         ("completed", "always", "Failed"),
         ("(any other)", "always", "Unknown"),
     ]
+
+
+@pytest.mark.parametrize(("state", "waiting"), [("active", True), ("preparing", True), ("running", False)])
+def test_the_state_says_whether_the_task_waits_to_start_and_its_timing(state, waiting):
+    body = {**task(state), "creationTime": "2026-11-29T10:00:00Z"}
+    if not waiting:
+        body["executionInfo"] = {"startTime": "2026-11-29T10:01:00Z", "retryCount": 0}
+    decoded = decode_task(RUN, body, job())
+    assert decoded.waiting is waiting
+    assert decoded.timing.queued_seconds == (None if waiting else 60.0)
+    assert decoded.timing.attempts == (0 if waiting else 1)
+
+
+def test_a_task_not_found_has_no_timing():
+    decoded = decode_task(RUN, None)
+    assert not decoded.waiting and decoded.timing.submitted_at is None

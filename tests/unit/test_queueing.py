@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from botocore.exceptions import ClientError
 
-from polysync_airflow.queueing import RunTiming, format_duration, not_started_message, waiting_message
-from polysync_airflow.queueing.aws_batch import WaitFacts, job_timing, job_vcpus, read_problem, waiting_cause
+from polysync_airflow.queueing.aws_batch import WaitFacts, job_vcpus, read_problem, waiting_cause
 from polysync_airflow.queueing.azure_batch import WaitFacts as AzureWaitFacts
-from polysync_airflow.queueing.azure_batch import task_timing
 from polysync_airflow.queueing.azure_batch import waiting_cause as azure_waiting_cause
+from polysync_airflow.run_watch import not_started_message, waiting_message
+from polysync_airflow.status import RunTiming, format_duration
+from polysync_airflow.statuses.aws_batch import job_timing
+from polysync_airflow.statuses.azure_batch import task_timing
 
 T0 = 1_795_000_000_000  # ms
 
@@ -145,7 +147,7 @@ def test_the_azure_cause_with_autoscale_and_no_pool_read():
 def test_the_queue_watch_warns_once_then_times_out_measured_from_the_jobs_creation():
     from datetime import timedelta
 
-    from polysync_airflow.queueing import QueueCheck, QueueWatch
+    from polysync_airflow.run_watch import QueueCheck, QueueWatch
 
     created = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
     timing = RunTiming(submitted_at=created)
