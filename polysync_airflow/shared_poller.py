@@ -5,7 +5,8 @@ event loop shares a :class:`SharedPoller`. A trigger joins with its run id and p
 the run's next answer; the poller asks the service for every run that is due in as few calls as the API
 allows (its hook's ``aread_runs``, in ``hooks/<platform>.py``, asked for ``READ_CHUNK`` runs at a time so the
 event loop never blocks on a thousand answers at once), and hands each waiting trigger its own answer, or the error
-of the call that covered it.
+of the call that covered it (a read that fails as a whole fails every run it was asked for; a hook maps a run
+whose own call failed to that error, and the other runs' answers stand).
 
 A run is due with the beat of its poll interval: a run that joins is read at once (its first status
 comes without waiting), and from then on with every run of its interval, so N runs cost ceil(N / 100)
@@ -186,7 +187,11 @@ class SharedPoller:
                 if start:
                     await asyncio.sleep(0)  # let the triggers handed an answer run before the next slice
                 for run_id in chunk[start : start + HANDOUT_SLICE]:
-                    self._deliver(run_id, now, answer=answers.get(run_id))
+                    answer = answers.get(run_id)
+                    if isinstance(answer, BaseException):  # this run's own request failed; the others' stand
+                        self._deliver(run_id, now, error=answer)
+                    else:
+                        self._deliver(run_id, now, answer=answer)
             first += len(chunk)
             await asyncio.sleep(0)  # and before the next chunk's answers arrive
 

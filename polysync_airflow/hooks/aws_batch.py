@@ -273,13 +273,23 @@ class AwsBatchHook(AwsBatchWaitReads, AwsBatchDiscovery, AsyncClientHolder, AwsB
         async with self._holding(await self.get_async_conn()):
             yield
 
-    async def aread_runs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    async def aread_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
         """The shared poller's read: many jobs by id, in ceil(n / 100) DescribeJobs calls made side by side; a job
-        not found is absent. Each answer holds all the status needs, so unlike Azure's this read keeps nothing."""
+        not found is absent, and the jobs of a call that failed map to its error (the other calls' answers stand).
+        Each answer holds all the status needs, so unlike Azure's this read keeps nothing."""
+        chunks = [list(run_ids[i : i + 100]) for i in range(0, len(run_ids), 100)]
         pages = await asyncio.gather(
-            *(self.async_client.describe_jobs(jobs=list(run_ids[i : i + 100])) for i in range(0, len(run_ids), 100))
+            *(self.async_client.describe_jobs(jobs=chunk) for chunk in chunks), return_exceptions=True
         )
-        return {job["jobId"]: job for page in pages for job in page.get("jobs", [])}
+        answers: dict[str, Any] = {}
+        for chunk, page in zip(chunks, pages, strict=True):
+            if isinstance(page, Exception):
+                answers.update(dict.fromkeys(chunk, page))
+            elif isinstance(page, BaseException):  # cancelled: the poller is stopping
+                raise page
+            else:
+                answers.update((job["jobId"], job) for job in page.get("jobs", []))
+        return answers
 
     async def aterminate_run(self, run_id: str, reason: str = CANCEL_REASON) -> None:
         await self.async_client.terminate_job(jobId=run_id, reason=reason)

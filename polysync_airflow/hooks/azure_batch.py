@@ -320,8 +320,9 @@ class AzureBatchHook(AzureBatchWaitReads, AzureBatchDiscovery, AsyncClientHolder
 
     runs_per_read = 100_000  # the shared poller asks for every due run in one read: it lists all active runs anyway
 
-    async def aread_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[Any, Any]]:
-        """The shared poller's read: many runs in few calls, ``{run_id: (task, job)}`` (absent: not found).
+    async def aread_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
+        """The shared poller's read: many runs in few calls, ``{run_id: (task, job)}`` (absent: not found; a run whose
+        own task read failed maps to its error, so one flaky read does not fail every run's poll).
 
         Each run is its own job, which Batch terminates when its task completes. One listing of our active jobs
         (``$filter`` on the id prefix and state, ``$select``) tells which runs changed; a task is read only for a
@@ -330,7 +331,7 @@ class AzureBatchHook(AzureBatchWaitReads, AzureBatchDiscovery, AsyncClientHolder
         now = time.monotonic()
         listing = self.async_client.list_jobs(filter=_ACTIVE_RUNS, select=_POLL_FIELDS, max_results=LISTING_PAGE_SIZE)
         active = {job.id: job async for job in listing}
-        answers: dict[str, tuple[Any, Any]] = {}
+        answers: dict[str, Any] = {}
         stale = []
         for run_id in run_ids:
             job = active.get(split_run_id(run_id)[0])
@@ -342,16 +343,20 @@ class AzureBatchHook(AzureBatchWaitReads, AzureBatchDiscovery, AsyncClientHolder
         gate = asyncio.Semaphore(TASK_READS_IN_FLIGHT)
 
         async def read(run_id: str, job: Any) -> None:
-            async with gate:
-                task = await _aunless_missing(
-                    self.async_client.get_task, *split_run_id(run_id), select=_TASK_POLL_FIELDS
-                )
-                if task is not None and job is None and not ended_cleanly(task):
-                    # its job tells a cancel or a scheduling error; no job: gone with its task
-                    job = await _aunless_missing(
-                        self.async_client.get_job, split_run_id(run_id)[0], select=_POLL_FIELDS
+            try:
+                async with gate:
+                    task = await _aunless_missing(
+                        self.async_client.get_task, *split_run_id(run_id), select=_TASK_POLL_FIELDS
                     )
-                    task = task if job is not None else None
+                    if task is not None and job is None and not ended_cleanly(task):
+                        # its job tells a cancel or a scheduling error; no job: gone with its task
+                        job = await _aunless_missing(
+                            self.async_client.get_job, split_run_id(run_id)[0], select=_POLL_FIELDS
+                        )
+                        task = task if job is not None else None
+            except Exception as err:  # this run's read failed: it gets the error, the other runs their answers
+                answers[run_id] = err
+                return
             if task is None:
                 self._seen.pop(run_id, None)
                 return

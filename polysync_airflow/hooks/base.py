@@ -31,7 +31,8 @@ class RunHook(Protocol):
         """Open the async client the calls below use, until the block ends (a shared poller's life, or one cancel)."""
 
     async def aread_runs(self, run_ids: Sequence[str]) -> Mapping[str, Any]:
-        """The shared poller's batched read: many runs' answers in few calls (a run not found is absent)."""
+        """The shared poller's batched read: many runs' answers in few calls (a run not found is absent; a run
+        whose own request failed maps to that exception, so the other runs' answers stand)."""
 
     async def amark_watched(self, answer: Any, watcher: str) -> None:
         """``mark_watched`` from the answer just read (so without reading the job again)."""

@@ -103,6 +103,40 @@ def test_a_failed_poll_reaches_every_waiting_trigger(local_aws_batch, polysync_a
     assert local_aws_batch.requests.count("describejobs") == 0  # one call, the injected fault, for all three
 
 
+def test_a_failed_describe_jobs_call_fails_only_the_runs_it_covered(local_aws_batch, polysync_aws_conn):
+    jobs = submit_aws(polysync_aws_conn, 101, seconds=1.0)  # two DescribeJobs calls per read: 100 ids and 1
+    denied = {"__type": "AccessDeniedException", "message": "injected AccessDeniedException"}
+    local_aws_batch.fail_next(
+        "POST", "/v1/describejobs", Response.json(403, denied, **{"x-amzn-ErrorType": "AccessDeniedException"})
+    )
+    events = asyncio.run(run_all([aws_trigger(polysync_aws_conn, job) for job in jobs], timeout=120))
+    failed = [e for e in events if e["status"] == "Failed"]
+    assert failed and all("AccessDeniedException" in e["message"] for e in failed)
+    assert len(failed) <= 100 and {e["status"] for e in events if e not in failed} == {"Success"}
+
+
+def test_one_runs_failed_task_read_fails_only_that_run(local_azure_batch, polysync_azure_conn):
+    runs = [
+        AzureBatchJobOperator(
+            task_id=f"t{i}",
+            template_job_id="polysync-template",
+            azure_batch_conn_id=polysync_azure_conn,
+            parameters={"SECONDS_TO_RUN": 1},
+        ).start_run(task_context(task_id=f"t{i}"))
+        for i in range(3)
+    ]
+    denied = {"code": "AuthorizationFailure", "message": {"lang": "en-US", "value": "injected AuthorizationFailure"}}
+    job_id = runs[0].run_id.split("/")[0]
+    local_azure_batch.fail_next("GET", rf"^/jobs/{job_id}/tasks/polysync$", Response.json(403, denied))
+    triggers = [
+        AzureBatchJobTrigger(run_id=run.run_id, azure_batch_conn_id=polysync_azure_conn, poll_interval=POLL)
+        for run in runs
+    ]
+    events = asyncio.run(run_all(triggers))
+    assert [e["status"] for e in events] == ["Failed", "Success", "Success"]
+    assert "AuthorizationFailure" in events[0]["message"]
+
+
 def test_azure_runs_ending_in_the_same_interval_cost_a_listing_not_a_read_each(local_azure_batch, polysync_azure_conn):
     runs = [
         AzureBatchJobOperator(
