@@ -151,7 +151,7 @@ class RunState:
     """What ``progress`` counts (``children``), for the log timeline."""
     waiting: bool = field(default=False, compare=False)
     """Whether the run has not started running yet (the queue thresholds count for it)."""
-    timing: RunTiming = field(default_factory=lambda: RunTiming(), compare=False)
+    timing: RunTiming = field(default_factory=RunTiming, compare=False)
     """When the run was submitted, started and ended, as far as the answer tells."""
 
     def to_event(self) -> dict[str, Any]:

@@ -289,7 +289,19 @@ class AirflowCluster:
             time.sleep(0.5)
         raise TimeoutError(f"DAG run {dag_id} {run_id} did not finish within {timeout} s")
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, containing: str = "", timeout: float = 30
+    ) -> str:
+        """The try's whole log; with ``containing``, read again until it holds that text or ``timeout`` passes (the
+        task's state is reported before its worker's last lines reach the log)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self._task_log(dag_id, run_id, task_id, try_number)
+            if containing in log or time.monotonic() >= deadline:
+                return log
+            time.sleep(1)
+
+    def _task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         payload = self.api(
             "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
         )

@@ -149,7 +149,7 @@ def test_a_failing_job_fails_its_task_with_the_batch_message(e2e, task_id, messa
     run_id = _runs["polysync_e2e_failure"]
     states = e2e.cluster.watch_task("polysync_e2e_failure", run_id, task_id, until={"success", "failed"})
     assert states[-1] == "failed"
-    log = e2e.cluster.task_log("polysync_e2e_failure", run_id, task_id)
+    log = e2e.cluster.task_log("polysync_e2e_failure", run_id, task_id, containing=message)
     assert message in log
 
 
