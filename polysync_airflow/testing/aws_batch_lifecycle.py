@@ -152,7 +152,8 @@ def _run_attempts(model: AwsBatchModel, job: Job, on_running: Callable[[], None]
     command = substitute(job.definition.command, job.parameters)
     for attempt in range(1, int(retry.get("attempts", 1)) + 1):
         set_status(model, job, "RUNNABLE")
-        if model.pause(job.cancel) or not _wait_for_capacity(model, job):
+        # A queue that cannot run the job says why from the job's first RUNNABLE answer on, as AWS does.
+        if not _wait_for_capacity(model, job) or model.pause(job.cancel):
             return set_status(model, job, "FAILED")
         set_status(model, job, "STARTING")
         if model.pause(job.cancel):

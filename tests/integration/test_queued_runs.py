@@ -57,6 +57,12 @@ def when_seen(
     return helper
 
 
+# Seconds an AWS job waits before the warning: the local endpoint walks a job to RUNNABLE in a few 0.05 s steps, which
+# once took over a second on a loaded CI machine (the warning then named PENDING, before the queue's reason).
+AWS_WARNING_AFTER = 2.0
+AWS_TIMEOUT = 3
+
+
 def only_job(endpoint):
     (job,) = endpoint.jobs.values()
     return job
@@ -85,7 +91,7 @@ def test_a_stuck_aws_job_is_named_once_with_its_cause_then_runs(deferrable, loca
         job_definition="polysync-job",
         aws_conn_id=polysync_aws_conn,
         parameters={"seconds": 0},
-        queued_warning_after=0.2,
+        queued_warning_after=AWS_WARNING_AFTER,
         deferrable=deferrable,
         **FAST,
     )
@@ -164,7 +170,7 @@ def test_a_denied_diagnosis_read_names_the_permission_and_the_run_goes_on(local_
         job_definition="polysync-job",
         aws_conn_id=polysync_aws_conn,
         parameters={"seconds": 0},
-        queued_warning_after=0.2,
+        queued_warning_after=AWS_WARNING_AFTER,
         **FAST,
     )
     helper.join()
@@ -238,7 +244,7 @@ def test_a_job_past_its_queue_timeout_is_stopped_and_the_task_fails_with_retries
         job_definition="polysync-job",
         aws_conn_id=polysync_aws_conn,
         parameters={"seconds": 0},
-        queued_timeout="{{ 0.5 }}",
+        queued_timeout=f"{{{{ {AWS_TIMEOUT} }}}}",
         deferrable=deferrable,
         retries=1,
         retry_delay=timedelta(0),
@@ -251,7 +257,7 @@ def test_a_job_past_its_queue_timeout_is_stopped_and_the_task_fails_with_retries
     log = capsys.readouterr().out
     for job in jobs:
         assert local_aws_batch.wait_for_job(job.job_id).status == "FAILED" and job.started_at is None
-        assert f"Run {job.job_id} did not start within 0.5 s: statusReason {CAPACITY!r}; job queue " in log
+        assert f"Run {job.job_id} did not start within {AWS_TIMEOUT} s: statusReason {CAPACITY!r}; job queue " in log
         assert f"Run {job.job_id} queued " in log and ", never ran (0 attempts)" in summary_line(log, job.job_id)
     assert not warnings_in(log)  # the default warning (600 s) never came
 
@@ -290,7 +296,7 @@ def test_a_job_that_starts_before_its_queue_timeout_is_not_stopped(local_aws_bat
         job_definition="polysync-job",
         aws_conn_id=polysync_aws_conn,
         parameters={"seconds": 0},
-        queued_warning_after=0.2,
+        queued_warning_after=AWS_WARNING_AFTER,
         queued_timeout=120,
         **FAST,
     )
