@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 import uuid
 from datetime import datetime
 from types import SimpleNamespace
@@ -40,3 +42,21 @@ def task_context(task_id: str = "job", try_number: int = 1, run_id: str | None =
         dag_id="tests", run_id=run_id or f"manual__{uuid.uuid4()}", task_id=task_id, map_index=-1, try_number=try_number
     )
     return {"ti": ti}
+
+
+def terminate_when_running(endpoint: Any, reason: str = "Terminated by an operator") -> threading.Thread:
+    """A started thread that terminates the local AWS endpoint's first job seen RUNNING (within 20 s), as someone
+    outside Airflow would; join it after the task ran."""
+
+    def terminate() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for job in list(endpoint.jobs.values()):
+                if job.status == "RUNNING":
+                    endpoint.terminate_job({"jobId": job.job_id, "reason": reason})
+                    return
+            time.sleep(0.02)
+
+    helper = threading.Thread(target=terminate)
+    helper.start()
+    return helper

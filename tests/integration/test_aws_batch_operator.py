@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
 from polysync_airflow import AwsBatchJobOperator
 from polysync_airflow.hooks.aws_batch import CANCEL_REASON
-from tests.integration.helpers import run_example_dag, run_single_task, task_context
+from tests.integration.helpers import run_example_dag, run_single_task, task_context, terminate_when_running
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -255,17 +252,7 @@ def test_the_link_is_stored_before_the_trigger_polls(local_aws_batch, polysync_a
 def test_a_job_cancelled_outside_airflow_fails_without_retry(local_aws_batch, polysync_aws_conn, capsys):
     from datetime import timedelta
 
-    def terminate_when_running() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            for job in list(local_aws_batch.jobs.values()):
-                if job.status == "RUNNING":
-                    local_aws_batch.terminate_job({"jobId": job.job_id, "reason": "Terminated by an operator"})
-                    return
-            time.sleep(0.02)
-
-    helper = threading.Thread(target=terminate_when_running)
-    helper.start()
+    helper = terminate_when_running(local_aws_batch)
     _dag_run, ti = run_single_task(
         AwsBatchJobOperator,
         job_definition="polysync-job",

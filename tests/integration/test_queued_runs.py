@@ -18,7 +18,7 @@ import pytest
 
 from polysync_airflow import AwsBatchJobOperator, AzureBatchJobOperator
 from polysync_airflow.hooks.aws_batch import AwsBatchHook
-from tests.integration.helpers import run_single_task
+from tests.integration.helpers import run_single_task, terminate_when_running
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -57,6 +57,12 @@ def when_seen(
     return helper
 
 
+def hold_until_diagnosed(endpoint) -> threading.Thread:
+    """Hold the default queue (``CAPACITY``) until the diagnosis has read the compute environments (join after)."""
+    endpoint.hold_queue("polysync-default", CAPACITY)
+    return when_seen(endpoint, "describecomputeenvironments", lambda: endpoint.hold_queue("polysync-default", None))
+
+
 # Seconds an AWS job waits before the warning: the local endpoint walks a job to RUNNABLE in a few 0.05 s steps, which
 # once took over a second on a loaded CI machine (the warning then named PENDING, before the queue's reason).
 AWS_WARNING_AFTER = 2.0
@@ -82,10 +88,7 @@ def summary_line(log: str, run_id: str) -> str:
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "in-worker"])
 def test_a_stuck_aws_job_is_named_once_with_its_cause_then_runs(deferrable, local_aws_batch, polysync_aws_conn, capsys):
-    local_aws_batch.hold_queue("polysync-default", CAPACITY)
-    helper = when_seen(
-        local_aws_batch, "describecomputeenvironments", lambda: local_aws_batch.hold_queue("polysync-default", None)
-    )
+    helper = hold_until_diagnosed(local_aws_batch)
     dag_run, ti = run_single_task(
         AwsBatchJobOperator,
         job_definition="polysync-job",
@@ -160,11 +163,8 @@ def test_a_task_waiting_for_pool_nodes_is_named_once_with_its_cause_then_runs(
 
 
 def test_a_denied_diagnosis_read_names_the_permission_and_the_run_goes_on(local_aws_batch, polysync_aws_conn, capsys):
-    local_aws_batch.hold_queue("polysync-default", CAPACITY)
     local_aws_batch.denied_operations = {"DescribeComputeEnvironments"}
-    helper = when_seen(
-        local_aws_batch, "describecomputeenvironments", lambda: local_aws_batch.hold_queue("polysync-default", None)
-    )
+    helper = hold_until_diagnosed(local_aws_batch)
     dag_run, _ti = run_single_task(
         AwsBatchJobOperator,
         job_definition="polysync-job",
@@ -287,10 +287,7 @@ def test_a_task_past_its_queue_timeout_is_terminated_then_its_job(local_azure_ba
 
 
 def test_a_job_that_starts_before_its_queue_timeout_is_not_stopped(local_aws_batch, polysync_aws_conn, capsys):
-    local_aws_batch.hold_queue("polysync-default", CAPACITY)
-    helper = when_seen(
-        local_aws_batch, "describecomputeenvironments", lambda: local_aws_batch.hold_queue("polysync-default", None)
-    )
+    helper = hold_until_diagnosed(local_aws_batch)
     dag_run, _ti = run_single_task(
         AwsBatchJobOperator,
         job_definition="polysync-job",
@@ -415,17 +412,7 @@ def test_timing_of_a_failed_job_is_the_last_line_about_the_run(local_aws_batch, 
 
 
 def test_timing_of_a_cancelled_job(local_aws_batch, polysync_aws_conn, capsys):
-    def terminate_when_running() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            for job in list(local_aws_batch.jobs.values()):
-                if job.status == "RUNNING":
-                    local_aws_batch.terminate_job({"jobId": job.job_id, "reason": "Terminated by an operator"})
-                    return
-            time.sleep(0.02)
-
-    helper = threading.Thread(target=terminate_when_running)
-    helper.start()
+    helper = terminate_when_running(local_aws_batch)
     _dag_run, ti = run_single_task(
         AwsBatchJobOperator,
         job_definition="polysync-job",

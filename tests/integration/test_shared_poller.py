@@ -33,6 +33,21 @@ def submit_aws(conn_id: str, count: int, seconds: float = 1.0, exit_code=lambda 
     ]
 
 
+def submit_azure(conn_id: str, count: int, seconds: float = 1.0, exit_code=None) -> list[str]:
+    """``count`` runs started as the Azure operator starts them (a job and its task each); their run ids."""
+    return [
+        AzureBatchJobOperator(
+            task_id=f"t{i}",
+            template_job_id="polysync-template",
+            azure_batch_conn_id=conn_id,
+            parameters={"SECONDS_TO_RUN": seconds, **({"EXIT_CODE": exit_code(i)} if exit_code else {})},
+        )
+        .start_run(task_context(task_id=f"t{i}"))
+        .run_id
+        for i in range(count)
+    ]
+
+
 def aws_trigger(conn_id: str, job_id: str, poll: float = POLL) -> AwsBatchJobTrigger:
     return AwsBatchJobTrigger(job_id=job_id, aws_conn_id=conn_id, poll_interval=poll, unknown_grace_period=5)
 
@@ -116,21 +131,13 @@ def test_a_failed_describe_jobs_call_fails_only_the_runs_it_covered(local_aws_ba
 
 
 def test_one_runs_failed_task_read_fails_only_that_run(local_azure_batch, polysync_azure_conn):
-    runs = [
-        AzureBatchJobOperator(
-            task_id=f"t{i}",
-            template_job_id="polysync-template",
-            azure_batch_conn_id=polysync_azure_conn,
-            parameters={"SECONDS_TO_RUN": 1},
-        ).start_run(task_context(task_id=f"t{i}"))
-        for i in range(3)
-    ]
+    runs = submit_azure(polysync_azure_conn, 3)
     denied = {"code": "AuthorizationFailure", "message": {"lang": "en-US", "value": "injected AuthorizationFailure"}}
-    job_id = runs[0].run_id.split("/")[0]
+    job_id = runs[0].split("/")[0]
     local_azure_batch.fail_next("GET", rf"^/jobs/{job_id}/tasks/polysync$", Response.json(403, denied))
     triggers = [
-        AzureBatchJobTrigger(run_id=run.run_id, azure_batch_conn_id=polysync_azure_conn, poll_interval=POLL)
-        for run in runs
+        AzureBatchJobTrigger(run_id=run_id, azure_batch_conn_id=polysync_azure_conn, poll_interval=POLL)
+        for run_id in runs
     ]
     events = asyncio.run(run_all(triggers))
     assert [e["status"] for e in events] == ["Failed", "Success", "Success"]
@@ -138,19 +145,11 @@ def test_one_runs_failed_task_read_fails_only_that_run(local_azure_batch, polysy
 
 
 def test_azure_runs_ending_in_the_same_interval_cost_a_listing_not_a_read_each(local_azure_batch, polysync_azure_conn):
-    runs = [
-        AzureBatchJobOperator(
-            task_id=f"t{i}",
-            template_job_id="polysync-template",
-            azure_batch_conn_id=polysync_azure_conn,
-            parameters={"SECONDS_TO_RUN": 2, "EXIT_CODE": i % 2},
-        ).start_run(task_context(task_id=f"t{i}"))
-        for i in range(6)
-    ]
+    runs = submit_azure(polysync_azure_conn, 6, seconds=2, exit_code=lambda i: i % 2)
     local_azure_batch.requests.clear()
     triggers = [
-        AzureBatchJobTrigger(run_id=run.run_id, azure_batch_conn_id=polysync_azure_conn, poll_interval=POLL)
-        for run in runs
+        AzureBatchJobTrigger(run_id=run_id, azure_batch_conn_id=polysync_azure_conn, poll_interval=POLL)
+        for run_id in runs
     ]
     events = asyncio.run(run_all(triggers))
     assert [(e["status"], e["exit_code"]) for e in events] == [("Success", 0), ("Failed", 1)] * 3
@@ -192,23 +191,15 @@ def test_watching_costs_no_write_per_run_where_airflow_records_the_ownership(
     on_33 = airflow == "3.3"
     runs = 8
     aws_jobs = submit_aws(polysync_aws_conn, runs, seconds=1.5)
-    azure_runs = [
-        AzureBatchJobOperator(
-            task_id=f"w{i}",
-            template_job_id="polysync-template",
-            azure_batch_conn_id=polysync_azure_conn,
-            parameters={"SECONDS_TO_RUN": 1.5},
-        ).start_run(task_context(task_id=f"w{i}"))
-        for i in range(runs)
-    ]
+    azure_runs = submit_azure(polysync_azure_conn, runs, seconds=1.5)
     local_aws_batch.requests.clear()
     local_azure_batch.requests.clear()
     settings = {"poll_interval": POLL, "unknown_grace_period": 5, "mark_watched": not on_33}
     triggers = [
         *(AwsBatchJobTrigger(job_id=job, aws_conn_id=polysync_aws_conn, **settings) for job in aws_jobs),
         *(
-            AzureBatchJobTrigger(run_id=r.run_id, azure_batch_conn_id=polysync_azure_conn, **settings)
-            for r in azure_runs
+            AzureBatchJobTrigger(run_id=run_id, azure_batch_conn_id=polysync_azure_conn, **settings)
+            for run_id in azure_runs
         ),
     ]
     events = asyncio.run(run_all(triggers))
